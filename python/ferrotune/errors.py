@@ -1,0 +1,60 @@
+"""ferrotune's exception hierarchy.
+
+Every error ferrotune raises derives from :class:`FerrotuneError`. Each class also derives from the
+built-in exception that transformers users already catch, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FerrotuneError",
+    "InvalidArgumentError",
+    "InvalidInputError",
+    "EmptyBatchError",
+    "InputTypeError",
+    "TokenizerFileError",
+    "TokenizerFileNotFoundError",
+    "TokenizerFormatError",
+    "TokenizationError",
+    "InternalError",
+]
+
+
+class FerrotuneError(Exception):
+    """Base class of every exception ferrotune raises."""
+
+
+class InvalidArgumentError(FerrotuneError, ValueError):
+    """An option has a value ferrotune cannot honour (unknown strategy, too-small max_length, ...)."""
+
+
+class InvalidInputError(FerrotuneError, ValueError):
+    """Input data of the wrong shape or content (mismatched lengths, missing keys, ragged rows, ...)."""
+
+
+class EmptyBatchError(InvalidInputError, IndexError):
+    """An empty batch where examples are needed (transformers fails here with an IndexError)."""
+
+
+class InputTypeError(FerrotuneError, TypeError, ValueError):
+    """Input of the wrong type (a non-string text, a float token id, ...)."""
+
+
+class TokenizerFileError(FerrotuneError, OSError):
+    """A tokenizer file could not be read."""
+
+
+class TokenizerFileNotFoundError(TokenizerFileError, FileNotFoundError):
+    """A tokenizer file (or folder) does not exist."""
+
+
+class TokenizerFormatError(FerrotuneError, ValueError):
+    """A tokenizer file was read but is not a valid ``tokenizer.json`` or config."""
+
+
+class TokenizationError(FerrotuneError, ValueError):
+    """The tokenizer refused an input (for example a truncation it cannot perform)."""
+
+
+class InternalError(FerrotuneError, RuntimeError):
+    """A bug in ferrotune (a Rust panic caught at the boundary). Please report it."""

@@ -1,0 +1,672 @@
+"""``ferrotune.Tokenizer``: transformers' fast-tokenizer call, computed by ferrotune's Rust core."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .batch_encoding import BatchEncoding, Column, build_output, normalize_tensor_type, to_py_obj
+from .errors import (
+    EmptyBatchError,
+    InputTypeError,
+    InvalidArgumentError,
+    InvalidInputError,
+    TokenizerFileNotFoundError,
+    TokenizerFormatError,
+)
+
+# transformers' sentinels: model_max_length is VERY_LARGE_INTEGER when the config gives none.
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
+
+SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+_DEFAULT_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
+_NO_TYPE_IDS = ["input_ids", "attention_mask"]
+_BERT_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_ROBERTA_TOKENS = {
+    "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+    "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+}
+_GPT2_TOKENS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+
+# What transformers' tokenizer classes set when the config files do not: (model_input_names, special tokens).
+# Keyed by the family name found in tokenizer_config.json's "tokenizer_class" or config.json's "model_type".
+_FAMILY_DEFAULTS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "bert": (_DEFAULT_INPUT_NAMES, _BERT_TOKENS),
+    "electra": (_DEFAULT_INPUT_NAMES, _BERT_TOKENS),
+    "distilbert": (_NO_TYPE_IDS, _BERT_TOKENS),
+    "roberta": (_NO_TYPE_IDS, _ROBERTA_TOKENS),
+    "gpt2": (_NO_TYPE_IDS, _GPT2_TOKENS),
+}
+
+
+def _family(tokenizer_class: str | None, model_type: str | None) -> str | None:
+    if tokenizer_class:
+        name = tokenizer_class.lower().removesuffix("fast").removesuffix("tokenizer")
+        if name in _FAMILY_DEFAULTS:
+            return name
+    if model_type and model_type.lower() in _FAMILY_DEFAULTS:
+        return model_type.lower()
+    return None
+
+
+def _token_content(value: Any) -> str | None:
+    """Special tokens are stored as strings or as AddedToken dicts ({"content": ...})."""
+    if isinstance(value, Mapping):
+        return value.get("content")
+    return value
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise TokenizerFormatError(f"malformed JSON in '{path}': {error}") from error
+
+
+class Tokenizer:
+    """A tokenizer with the call signature and output of transformers' fast tokenizers, computed in Rust.
+
+    >>> tok = Tokenizer.from_pretrained("path/to/model")
+    >>> batch = tok(["a sentence", "another one"], padding=True, truncation=True, return_tensors="pt")
+    """
+
+    def __init__(
+        self,
+        tokenizer_json: str,
+        *,
+        model_max_length: int = VERY_LARGE_INTEGER,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        model_input_names: list[str] | None = None,
+        pad_token_type_id: int = 0,
+        clean_up_tokenization_spaces: bool = False,
+        **special_tokens: str | None,
+    ) -> None:
+        unknown = set(special_tokens) - set(SPECIAL_TOKEN_ATTRIBUTES)
+        if unknown:
+            raise InvalidArgumentError(f"unknown tokenizer settings: {sorted(unknown)}")
+        self._core = _core.Tokenizer.from_str(tokenizer_json)
+        self.model_max_length = int(model_max_length)
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.model_input_names = list(model_input_names or _DEFAULT_INPUT_NAMES)
+        self.pad_token_type_id = pad_token_type_id
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        for name in SPECIAL_TOKEN_ATTRIBUTES:
+            setattr(self, name, special_tokens.get(name))
+        self._model_type = self._core.model_type()
+
+    # ----------------------------------------------------------------------------------------------
+    # Constructors
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **settings: Any) -> Tokenizer:
+        """Loads a ``tokenizer.json``; ``settings`` are the keyword arguments of ``Tokenizer(...)``."""
+        core = _core.Tokenizer.from_file(Path(path))
+        return cls(core.to_str(), **settings)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], **overrides: Any) -> Tokenizer:
+        """Loads a local model folder as transformers' ``AutoTokenizer.from_pretrained`` does: ``tokenizer.json``
+        plus the settings of ``tokenizer_config.json``, ``special_tokens_map.json`` and ``config.json``."""
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise TokenizerFileNotFoundError(
+                f"'{folder}' is not a folder (ferrotune cannot download from the Hugging Face Hub; pass a local path)"
+            )
+        tokenizer_file = folder / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise TokenizerFileNotFoundError(f"no tokenizer.json in '{folder}': ferrotune needs a fast tokenizer file")
+        config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        special_map = (
+            _read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").is_file() else {}
+        )
+        model_config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+
+        family = _family(config.get("tokenizer_class"), model_config.get("model_type"))
+        input_names, family_tokens = _FAMILY_DEFAULTS.get(family, (_DEFAULT_INPUT_NAMES, {}))
+        settings: dict[str, Any] = {
+            "model_max_length": config.get("model_max_length", VERY_LARGE_INTEGER),
+            "padding_side": config.get("padding_side", "right"),
+            "truncation_side": config.get("truncation_side", "right"),
+            "model_input_names": config.get("model_input_names", input_names),
+            "clean_up_tokenization_spaces": bool(config.get("clean_up_tokenization_spaces", False)),
+        }
+        for name in SPECIAL_TOKEN_ATTRIBUTES:
+            value = config.get(name, special_map.get(name, family_tokens.get(name)))
+            settings[name] = _token_content(value)
+        settings.update(overrides)
+        return cls.from_file(tokenizer_file, **settings)
+
+    @classmethod
+    def from_transformers(cls, tokenizer: Any) -> Tokenizer:
+        """Wraps the Rust tokenizer and settings of a transformers fast tokenizer."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise InputTypeError(
+                f"{type(tokenizer).__name__} has no backend_tokenizer: ferrotune needs a fast (tokenizers-backed) tokenizer"
+            )
+        settings = {name: _token_content(getattr(tokenizer, name, None)) for name in SPECIAL_TOKEN_ATTRIBUTES}
+        settings = {name: (str(value) if value is not None else None) for name, value in settings.items()}
+        return cls(
+            backend.to_str(),
+            model_max_length=tokenizer.model_max_length,
+            padding_side=tokenizer.padding_side,
+            truncation_side=tokenizer.truncation_side,
+            model_input_names=list(tokenizer.model_input_names),
+            pad_token_type_id=tokenizer.pad_token_type_id,
+            clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)),
+            **settings,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Pickling (DataLoader workers started with spawn receive a copy)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
+        state["_tokenizer_json"] = self._core.to_str()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self._core = _core.Tokenizer.from_str(state.pop("_tokenizer_json"))
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"ferrotune.Tokenizer({self._model_type}, vocab_size={self.vocab_size}, "
+            f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r}, "
+            f"truncation_side={self.truncation_side!r}, special_tokens={self.special_tokens_map})"
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Vocabulary and special tokens
+
+    @property
+    def padding_side(self) -> str:
+        return self._padding_side
+
+    @padding_side.setter
+    def padding_side(self, value: str) -> None:
+        if value not in ("left", "right"):
+            raise InvalidArgumentError(f"padding_side must be 'left' or 'right', got {value!r}")
+        self._padding_side = value
+
+    @property
+    def truncation_side(self) -> str:
+        return self._truncation_side
+
+    @truncation_side.setter
+    def truncation_side(self, value: str) -> None:
+        if value not in ("left", "right"):
+            raise InvalidArgumentError(f"truncation_side must be 'left' or 'right', got {value!r}")
+        self._truncation_side = value
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens (as transformers)."""
+        return self._core.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self._core.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._core.get_vocab(with_added_tokens=True)
+
+    def _token_id(self, token: str | None) -> int | None:
+        if token is None:
+            return None
+        return self.convert_tokens_to_ids(token)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._token_id(self.bos_token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._token_id(self.eos_token)
+
+    @property
+    def unk_token_id(self) -> int | None:
+        return self._token_id(self.unk_token)
+
+    @property
+    def sep_token_id(self) -> int | None:
+        return self._token_id(self.sep_token)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._token_id(self.pad_token)
+
+    @property
+    def cls_token_id(self) -> int | None:
+        return self._token_id(self.cls_token)
+
+    @property
+    def mask_token_id(self) -> int | None:
+        return self._token_id(self.mask_token)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, name) is not None}
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        return list(dict.fromkeys(self.special_tokens_map.values()))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(token) for token in self.all_special_tokens]
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self._core.num_special_tokens_to_add(pair)
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            found = self._core.token_to_id(tokens)
+            return found if found is not None else self.unk_token_id
+        return [self.convert_tokens_to_ids(token) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | list[int], skip_special_tokens: bool = False) -> str | None | list[str]:
+        if isinstance(ids, (int, np.integer)):
+            return self._core.id_to_token(int(ids))
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._core.id_to_token(int(i)) for i in to_py_obj(ids) if int(i) not in skip]
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+        return self._core.tokenize(text, pair, add_special_tokens)
+
+    # ----------------------------------------------------------------------------------------------
+    # Decoding
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str | list[str]:
+        """Ids to text; a batch of sequences gives a list of texts (as transformers' ``decode``)."""
+        token_ids = to_py_obj(token_ids)
+        if isinstance(token_ids, dict):
+            token_ids = token_ids["input_ids"]
+        if isinstance(token_ids, int):
+            token_ids = [token_ids]
+        if token_ids and isinstance(token_ids[0], (list, tuple)):
+            return self.batch_decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
+        text = self._core.decode(token_ids, skip_special_tokens)
+        return self._clean_up(text, clean_up_tokenization_spaces)
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
+        sequences = to_py_obj(sequences)
+        if sequences and not isinstance(sequences[0], (list, tuple)):
+            sequences = [sequences]
+        texts = self._core.decode_batch([list(s) for s in sequences], skip_special_tokens)
+        return [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+
+    def _clean_up(self, text: str, clean_up: bool | None) -> str:
+        clean_up = self.clean_up_tokenization_spaces if clean_up is None else clean_up
+        # transformers skips this clean-up for BPE models: it would delete real spaces before punctuation.
+        if not clean_up or self._model_type == "BPE":
+            return text
+        for before, after in (
+            (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+            (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+        ):
+            text = text.replace(before, after)
+        return text
+
+    # ----------------------------------------------------------------------------------------------
+    # Strategy resolution: transformers' _get_padding_truncation_strategies
+
+    def _resolve_strategies(
+        self, padding: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None
+    ) -> tuple[str, str, int | None]:
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # transformers: max_length alone turns truncation on
+
+        padding = getattr(padding, "value", padding)
+        if padding is False or padding is None:
+            padding_strategy = "do_not_pad"
+        elif padding is True:
+            padding_strategy = "longest"
+        elif padding in PADDING_STRATEGIES:
+            padding_strategy = padding
+        else:
+            raise InvalidArgumentError(
+                f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
+            )
+
+        truncation = getattr(truncation, "value", truncation)
+        if truncation is False or truncation is None:
+            truncation_strategy = "do_not_truncate"
+        elif truncation is True:
+            truncation_strategy = "longest_first"
+        elif truncation in TRUNCATION_STRATEGIES:
+            truncation_strategy = truncation
+        else:
+            raise InvalidArgumentError(
+                "truncation must be True, False, None, 'longest_first', 'only_first', 'only_second' or "
+                f"'do_not_truncate', got {truncation!r}"
+            )
+
+        if max_length is None:
+            if padding_strategy == "max_length":
+                if self.model_max_length > LARGE_INTEGER:
+                    padding_strategy = "do_not_pad"  # transformers: no length known, so no padding
+                else:
+                    max_length = self.model_max_length
+            if truncation_strategy != "do_not_truncate":
+                if self.model_max_length > LARGE_INTEGER:
+                    truncation_strategy = "do_not_truncate"
+                else:
+                    max_length = self.model_max_length
+        elif not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool) or max_length < 0:
+            raise InvalidArgumentError(f"max_length must be a non-negative int or None, got {max_length!r}")
+
+        if padding_strategy != "do_not_pad" and (self.pad_token is None or (self.pad_token_id or 0) < 0):
+            raise InvalidArgumentError(
+                "Asking to pad but the tokenizer does not have a padding token. "
+                "Please select a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` "
+                "or add a new pad token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
+            )
+        if pad_to_multiple_of is not None and (
+            not isinstance(pad_to_multiple_of, (int, np.integer)) or pad_to_multiple_of <= 0
+        ):
+            raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+        if (
+            truncation_strategy != "do_not_truncate"
+            and padding_strategy != "do_not_pad"
+            and pad_to_multiple_of is not None
+            and max_length is not None
+            and max_length % pad_to_multiple_of != 0
+        ):
+            raise InvalidArgumentError(
+                "Truncation and padding are both activated but "
+                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
+            )
+        return padding_strategy, truncation_strategy, max_length
+
+    def _resolve_padding_side(self, padding_side: str | None) -> str:
+        side = self.padding_side if padding_side is None else padding_side
+        if side not in ("left", "right"):
+            raise InvalidArgumentError(f"padding_side must be 'left' or 'right', got {side!r}")
+        return side
+
+    # ----------------------------------------------------------------------------------------------
+    # Encoding
+
+    def __call__(
+        self,
+        text: str | list[str] | tuple[str, ...],
+        text_pair: str | list[str] | tuple[str, ...] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+    ) -> Any:
+        """Tokenizes one text, a batch of texts, or pairs: the semantics and defaults of transformers'
+        fast tokenizer ``__call__``. ``return_tensors`` is None (lists), "np", "pt" or "arrow"."""
+        padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
+            padding, truncation, max_length, pad_to_multiple_of
+        )
+        return_tensors = normalize_tensor_type(return_tensors)
+        side = self._resolve_padding_side(padding_side)
+        if not isinstance(stride, (int, np.integer)) or stride < 0:
+            raise InvalidArgumentError(f"stride must be a non-negative int, got {stride!r}")
+
+        is_batched = isinstance(text, (list, tuple))
+        if is_batched:
+            if isinstance(text_pair, str):
+                raise InputTypeError(
+                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+                )
+            if text_pair is not None and not isinstance(text_pair, (list, tuple)):
+                raise InputTypeError(f"`text_pair` must be a list of str, got {type(text_pair).__name__}")
+            if text_pair is not None and len(text) != len(text_pair):
+                raise InvalidInputError(
+                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
+                )
+            if len(text) == 0:
+                raise EmptyBatchError("`text` is an empty batch: there is nothing to tokenize")
+            texts, pairs = text, text_pair
+        elif isinstance(text, str):
+            if text_pair is not None and not isinstance(text_pair, str):
+                raise InputTypeError(f"`text_pair` must be a str when `text` is a str, got {type(text_pair).__name__}")
+            texts = [text]
+            pairs = [text_pair] if text_pair else None  # transformers treats an empty pair as no pair
+        else:
+            raise InputTypeError(
+                f"text input must be of type `str` (single example) or `list[str]` (batch), got {type(text).__name__}"
+            )
+
+        with_type_ids = (
+            "token_type_ids" in self.model_input_names if return_token_type_ids is None else return_token_type_ids
+        )
+        with_attention = (
+            "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        )
+        truncation_args = None
+        if truncation_strategy != "do_not_truncate":
+            truncation_args = (int(max_length), int(stride), truncation_strategy, self.truncation_side)
+        raw = self._core.encode_batch(
+            texts,
+            pairs,
+            add_special_tokens=add_special_tokens,
+            truncation=truncation_args,
+            padding=padding_strategy,
+            padding_length=int(max_length) if padding_strategy == "max_length" else None,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=side,
+            pad_id=self.pad_token_id or 0,
+            pad_type_id=self.pad_token_type_id,
+            return_token_type_ids=bool(with_type_ids),
+            return_attention_mask=bool(with_attention),
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_length=return_length,
+        )
+        starts, width = raw.pop("_starts"), raw.pop("_width")
+        columns: dict[str, Any] = {}
+        for key, values in raw.items():
+            if key in ("length", "overflow_to_sample_mapping"):
+                columns[key] = values if return_tensors not in (None, "arrow") else values.tolist()
+                if return_tensors == "pt":
+                    import torch
+
+                    columns[key] = torch.from_numpy(values)
+                elif return_tensors == "arrow":
+                    columns[key] = values
+            else:
+                columns[key] = Column(values, starts, width, pair=key == "offset_mapping")
+        if return_tensors == "arrow":
+            return _record_batch(columns)
+        unbatch = not is_batched and not return_overflowing_tokens
+        return build_output(columns, return_tensors, unbatch=unbatch)
+
+    # ----------------------------------------------------------------------------------------------
+    # Padding of already-tokenized inputs
+
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> Any:
+        """Pads a batch of tokenized examples: the contract of transformers' ``tokenizer.pad`` (a list of
+        dicts, a dict of lists, or one example), computed in Rust."""
+        del verbose  # accepted for transformers compatibility; ferrotune does not warn here
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            encoded_inputs = _list_of_dicts_to_dict(encoded_inputs)
+        if not isinstance(encoded_inputs, Mapping):
+            raise InputTypeError(
+                "pad() takes a dict of lists, a list of dicts or one dict of token ids, "
+                f"got {type(encoded_inputs).__name__}"
+            )
+        encoded_inputs = dict(encoded_inputs)
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise InvalidInputError(
+                "You should supply an encoding or a list of encodings to this method "
+                f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
+            )
+        return_tensors = normalize_tensor_type(return_tensors)
+        required = encoded_inputs[main]
+        if required is None or len(required) == 0:
+            if return_attention_mask:
+                encoded_inputs["attention_mask"] = []
+            return BatchEncoding(encoded_inputs)
+
+        return_tensors = _default_tensor_type(required, return_tensors)
+        padding_strategy, _, max_length = self._resolve_strategies(padding, None, max_length, pad_to_multiple_of)
+        side = self._resolve_padding_side(padding_side)
+        with_attention = (
+            "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        )
+
+        single = _is_single_example(required)
+        if single:
+            encoded_inputs = {key: [value] for key, value in encoded_inputs.items()}
+        else:
+            batch_size = len(required)
+            for key, value in encoded_inputs.items():
+                if len(value) != batch_size:
+                    raise InvalidInputError(
+                        f"'{key}' has {len(value)} examples but '{main}' has {batch_size}: every key needs one value "
+                        "per example"
+                    )
+
+        pad_values = {main: self.pad_token_id or 0, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
+        if with_attention:
+            pad_values["attention_mask"] = 0
+        specs: list[tuple[str, Any, int]] = [(main, encoded_inputs[main], pad_values[main])]
+        for key, value in encoded_inputs.items():
+            if key != main and key in pad_values:
+                specs.append((key, value, pad_values[key]))
+        if with_attention and "attention_mask" not in encoded_inputs:
+            specs.append(("attention_mask", None, 0))
+        if padding_strategy == "longest" and single:
+            padding_strategy = "do_not_pad"  # one example is already as long as the longest
+        padded = self._core.pad(
+            specs,
+            padding=padding_strategy,
+            max_length=int(max_length) if padding_strategy == "max_length" else None,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=side,
+        )
+        padded_columns = {key: Column(values, starts, width) for key, values, starts, width in padded}
+        columns: dict[str, Any] = {}
+        for key, value in encoded_inputs.items():
+            columns[key] = padded_columns.get(key, value)
+        if "attention_mask" in padded_columns and "attention_mask" not in columns:
+            columns["attention_mask"] = padded_columns["attention_mask"]
+        if single:
+            return _single_output(columns, return_tensors)
+        if return_tensors == "arrow":
+            return _record_batch(columns)
+        return build_output(columns, return_tensors)
+
+
+def _list_of_dicts_to_dict(examples: Any) -> dict[str, list[Any]]:
+    keys = list(examples[0].keys())
+    key_set = set(keys)
+    for index, example in enumerate(examples):
+        if not isinstance(example, Mapping):
+            raise InputTypeError(f"example {index} is a {type(example).__name__}, but example 0 is a dict")
+        if set(example.keys()) != key_set:
+            missing = sorted(key_set - set(example.keys()))
+            extra = sorted(set(example.keys()) - key_set)
+            raise InvalidInputError(
+                f"example {index} has different keys from example 0 (missing {missing}, extra {extra})"
+            )
+    return {key: [example[key] for example in examples] for key in keys}
+
+
+def _first_token(required: Any) -> Any:
+    first = required[0]
+    if isinstance(first, (list, tuple)):
+        for item in required:
+            if len(item) != 0:
+                return item[0]
+    return first
+
+
+def _default_tensor_type(required: Any, return_tensors: str | None) -> str | None:
+    """transformers: torch or NumPy inputs give torch or NumPy outputs unless told otherwise."""
+    if return_tensors is not None:
+        return return_tensors
+    if hasattr(required, "detach") or hasattr(_first_token(required), "detach"):
+        return "pt"
+    if isinstance(required, np.ndarray) or isinstance(_first_token(required), np.ndarray):
+        return "np"
+    return None
+
+
+def _is_single_example(required: Any) -> bool:
+    if isinstance(required, np.ndarray) or hasattr(required, "detach"):
+        return required.ndim == 1
+    return not isinstance(required[0], (list, tuple, np.ndarray)) and not hasattr(required[0], "detach")
+
+
+def _single_output(columns: dict[str, Any], return_tensors: str | None) -> BatchEncoding:
+    out: dict[str, Any] = {}
+    for key, value in columns.items():
+        if isinstance(value, Column):
+            row = value.to_lists()[0]
+        else:
+            row = to_py_obj(value[0])
+        if return_tensors == "np":
+            row = np.asarray(row, dtype=np.int64) if not row or isinstance(row, list) else np.asarray(row)
+        elif return_tensors == "pt":
+            import torch
+
+            row = torch.tensor(row, dtype=torch.int64) if not row else torch.tensor(row)
+        out[key] = row
+    return BatchEncoding(out)
+
+
+def _record_batch(columns: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    arrays = []
+    for key, value in columns.items():
+        if isinstance(value, Column):
+            arrays.append(value.to_arrow())
+        elif isinstance(value, np.ndarray):
+            arrays.append(pa.array(value))
+        else:
+            arrays.append(pa.array(to_py_obj(value)))
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))

@@ -1,0 +1,401 @@
+//! Batch encoding of texts and text pairs into contiguous buffers.
+//!
+//! Tokenization itself (normalizer, pre-tokenizer, model, post-processor, truncation with overflow
+//! windows) is the `tokenizers` crate's, configured exactly as transformers configures it, so ids are
+//! bit-identical. What ferrotune adds is everything after: padding, flattening of overflow windows
+//! and writing every output straight into one flat buffer per key, with no per-row allocation.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tokenizers::utils::truncation::{
+    TruncationDirection, TruncationParams, TruncationStrategy as TkStrategy,
+};
+use tokenizers::{EncodeInput, Encoding, Tokenizer};
+
+use crate::buffers::{round_up, write_padded, Side};
+use crate::error::{FerrotuneError, Result};
+
+/// Distinct truncation settings kept ready at once; more than this and the cache starts over.
+const MAX_CACHED_CONFIGURATIONS: usize = 16;
+
+/// transformers' truncation strategies (`truncation=True` is `LongestFirst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TruncationStrategy {
+    LongestFirst,
+    OnlyFirst,
+    OnlySecond,
+}
+
+impl TruncationStrategy {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "longest_first" => Ok(Self::LongestFirst),
+            "only_first" => Ok(Self::OnlyFirst),
+            "only_second" => Ok(Self::OnlySecond),
+            other => Err(FerrotuneError::InvalidArgument(format!(
+                "truncation must be True, False, None, 'longest_first', 'only_first', 'only_second' or 'do_not_truncate', got {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Truncation {
+    pub max_length: usize,
+    pub stride: usize,
+    pub strategy: TruncationStrategy,
+    pub side: Side,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    DoNotPad,
+    /// Pad to the longest row of the batch.
+    Longest,
+    /// Pad to this length; longer rows stay longer.
+    MaxLength(usize),
+}
+
+/// Which outputs to produce besides `input_ids`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputSelection {
+    pub token_type_ids: bool,
+    pub attention_mask: bool,
+    pub special_tokens_mask: bool,
+    pub offsets: bool,
+    /// Emit every overflow window as a row of its own, with `overflow_to_sample_mapping`.
+    pub overflowing: bool,
+    pub length: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodeRequest {
+    pub add_special_tokens: bool,
+    pub truncation: Option<Truncation>,
+    pub padding: Padding,
+    pub pad_to_multiple_of: Option<usize>,
+    pub padding_side: Side,
+    pub pad_id: i64,
+    pub pad_type_id: i64,
+    pub outputs: OutputSelection,
+}
+
+/// The outputs of one batch. Row `i` of every per-token output is `[starts[i], starts[i+1])`
+/// (offsets hold two values per token). `uniform_width` is set when every row has the same length,
+/// so the buffers can be viewed as `rows x width` matrices without a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedBatch {
+    pub starts: Vec<usize>,
+    pub uniform_width: Option<usize>,
+    pub input_ids: Vec<i64>,
+    pub token_type_ids: Option<Vec<i64>>,
+    pub attention_mask: Option<Vec<i64>>,
+    pub special_tokens_mask: Option<Vec<i64>>,
+    pub offsets: Option<Vec<i64>>,
+    pub overflow_to_sample_mapping: Option<Vec<i64>>,
+    pub length: Option<Vec<i64>>,
+}
+
+impl EncodedBatch {
+    pub fn rows(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
+/// A `tokenizer.json` ready to encode batches.
+pub struct Engine {
+    /// The tokenizer with no truncation or padding of its own: transformers overrides whatever the
+    /// file says on every call, and so do we.
+    base: Tokenizer,
+    /// Clones of `base` with a truncation configured, one per distinct setting used so far.
+    truncating: RwLock<HashMap<Truncation, Arc<Tokenizer>>>,
+}
+
+fn tokenization_error(err: tokenizers::Error) -> FerrotuneError {
+    FerrotuneError::Tokenization(err.to_string())
+}
+
+impl Engine {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let json =
+            std::fs::read_to_string(path).map_err(|source| FerrotuneError::TokenizerFileIo {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Self::parse(&json, Some(path))
+    }
+
+    pub fn from_json(json: &str) -> Result<Self> {
+        Self::parse(json, None)
+    }
+
+    fn parse(json: &str, path: Option<&Path>) -> Result<Self> {
+        let mut tokenizer: Tokenizer =
+            json.parse()
+                .map_err(|err: tokenizers::Error| FerrotuneError::TokenizerFormat {
+                    path: path.map(Path::to_path_buf),
+                    message: err.to_string(),
+                })?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(tokenization_error)?
+            .with_padding(None);
+        Ok(Engine {
+            base: tokenizer,
+            truncating: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The tokenizer as `tokenizer.json` text (without truncation or padding settings).
+    pub fn to_json(&self) -> Result<String> {
+        self.base.to_string(false).map_err(tokenization_error)
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.base
+    }
+
+    /// Number of special tokens the post-processor adds to a single sequence or a pair.
+    pub fn num_special_tokens_to_add(&self, is_pair: bool) -> usize {
+        use tokenizers::PostProcessor;
+        self.base
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(is_pair))
+    }
+
+    /// The tokenizer configured for `truncation`, built once per distinct setting.
+    fn configured(&self, truncation: Truncation) -> Result<Arc<Tokenizer>> {
+        if let Some(found) = self.truncating.read().map_err(poisoned)?.get(&truncation) {
+            return Ok(Arc::clone(found));
+        }
+        let mut tokenizer = self.base.clone();
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: truncation.max_length,
+                stride: truncation.stride,
+                strategy: match truncation.strategy {
+                    TruncationStrategy::LongestFirst => TkStrategy::LongestFirst,
+                    TruncationStrategy::OnlyFirst => TkStrategy::OnlyFirst,
+                    TruncationStrategy::OnlySecond => TkStrategy::OnlySecond,
+                },
+                direction: match truncation.side {
+                    Side::Left => TruncationDirection::Left,
+                    Side::Right => TruncationDirection::Right,
+                },
+            }))
+            .map_err(|err| FerrotuneError::InvalidArgument(err.to_string()))?;
+        let tokenizer = Arc::new(tokenizer);
+        let mut cache = self.truncating.write().map_err(poisoned)?;
+        if cache.len() >= MAX_CACHED_CONFIGURATIONS {
+            cache.clear();
+        }
+        cache.insert(truncation, Arc::clone(&tokenizer));
+        Ok(tokenizer)
+    }
+
+    /// Encodes a batch of texts (and, optionally, the second text of each pair).
+    pub fn encode_batch(
+        &self,
+        texts: &[String],
+        pairs: Option<&[String]>,
+        request: &EncodeRequest,
+    ) -> Result<EncodedBatch> {
+        if let Some(pairs) = pairs {
+            if pairs.len() != texts.len() {
+                return Err(FerrotuneError::InvalidInput(format!(
+                    "batch length of `text`: {} does not match batch length of `text_pair`: {}",
+                    texts.len(),
+                    pairs.len()
+                )));
+            }
+        }
+        self.check_truncation(request, pairs.is_some())?;
+        let inputs: Vec<EncodeInput> = match pairs {
+            None => texts
+                .iter()
+                .map(|t| EncodeInput::Single(t.as_str().into()))
+                .collect(),
+            Some(pairs) => texts
+                .iter()
+                .zip(pairs)
+                .map(|(t, p)| EncodeInput::Dual(t.as_str().into(), p.as_str().into()))
+                .collect(),
+        };
+        let encode = |tokenizer: &Tokenizer| {
+            // Character offsets are what transformers reports; skip computing them when not asked for.
+            if request.outputs.offsets {
+                tokenizer.encode_batch_char_offsets(inputs, request.add_special_tokens)
+            } else {
+                tokenizer.encode_batch_fast(inputs, request.add_special_tokens)
+            }
+        };
+        let encodings = match request.truncation {
+            None => encode(&self.base),
+            Some(truncation) => encode(self.configured(truncation)?.as_ref()),
+        }
+        .map_err(tokenization_error)?;
+        Ok(assemble(&encodings, request))
+    }
+
+    /// A `max_length` that cannot even hold the special tokens is refused up front: the tokenizers
+    /// crate would subtract past zero and silently stop truncating.
+    fn check_truncation(&self, request: &EncodeRequest, is_pair: bool) -> Result<()> {
+        let Some(truncation) = request.truncation else {
+            return Ok(());
+        };
+        let added = if request.add_special_tokens {
+            self.num_special_tokens_to_add(is_pair)
+        } else {
+            0
+        };
+        let added_single = self.num_special_tokens_to_add(false);
+        if truncation.max_length < added || truncation.max_length < added_single {
+            return Err(FerrotuneError::InvalidArgument(format!(
+                "max_length={} is too small: this tokenizer adds {} special tokens to a {}",
+                truncation.max_length,
+                added.max(added_single),
+                if is_pair && added >= added_single {
+                    "pair of sequences"
+                } else {
+                    "sequence"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn tokenize(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        add_special_tokens: bool,
+    ) -> Result<Vec<String>> {
+        let input = match pair {
+            None => EncodeInput::Single(text.into()),
+            Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
+        };
+        let encoding = self
+            .base
+            .encode_fast(input, add_special_tokens)
+            .map_err(tokenization_error)?;
+        Ok(encoding.get_tokens().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.base
+            .decode(ids, skip_special_tokens)
+            .map_err(tokenization_error)
+    }
+
+    pub fn decode_batch(
+        &self,
+        sequences: &[Vec<u32>],
+        skip_special_tokens: bool,
+    ) -> Result<Vec<String>> {
+        let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        self.base
+            .decode_batch(&refs, skip_special_tokens)
+            .map_err(tokenization_error)
+    }
+}
+
+fn poisoned<T>(_: T) -> FerrotuneError {
+    FerrotuneError::Internal("tokenizer cache lock poisoned by an earlier panic".into())
+}
+
+/// Flattens encodings (and their overflow windows when requested) into padded contiguous buffers.
+fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
+    let outputs = request.outputs;
+    let mut rows: Vec<&Encoding> = Vec::with_capacity(encodings.len());
+    let mut mapping: Vec<i64> = Vec::new();
+    for (sample, encoding) in encodings.iter().enumerate() {
+        rows.push(encoding);
+        if outputs.overflowing {
+            mapping.push(sample as i64);
+            for window in encoding.get_overflowing() {
+                rows.push(window);
+                mapping.push(sample as i64);
+            }
+        }
+    }
+
+    let target = match request.padding {
+        Padding::DoNotPad => 0,
+        Padding::Longest => round_up(
+            rows.iter().map(|e| e.len()).max().unwrap_or(0),
+            request.pad_to_multiple_of,
+        ),
+        Padding::MaxLength(n) => round_up(n, request.pad_to_multiple_of),
+    };
+    let mut starts = Vec::with_capacity(rows.len() + 1);
+    starts.push(0usize);
+    for encoding in &rows {
+        starts.push(starts.last().unwrap() + encoding.len().max(target));
+    }
+    let total = *starts.last().unwrap();
+    let uniform_width = match rows.first() {
+        None => Some(target),
+        Some(_) => {
+            let width = starts[1];
+            starts
+                .windows(2)
+                .all(|w| w[1] - w[0] == width)
+                .then_some(width)
+        }
+    };
+
+    let side = request.padding_side;
+    let fill = |pad: i64, values: fn(&Encoding) -> &[u32]| -> Vec<i64> {
+        let mut out = vec![0i64; total];
+        for (r, encoding) in rows.iter().enumerate() {
+            let row = values(encoding).iter().map(|&v| v as i64);
+            write_padded(&mut out[starts[r]..starts[r + 1]], row, pad, side);
+        }
+        out
+    };
+
+    let input_ids = fill(request.pad_id, Encoding::get_ids);
+    let token_type_ids = outputs
+        .token_type_ids
+        .then(|| fill(request.pad_type_id, Encoding::get_type_ids));
+    let attention_mask = outputs
+        .attention_mask
+        .then(|| fill(0, Encoding::get_attention_mask));
+    let special_tokens_mask = outputs
+        .special_tokens_mask
+        .then(|| fill(1, Encoding::get_special_tokens_mask));
+    let offsets = outputs.offsets.then(|| {
+        let mut out = vec![0i64; 2 * total];
+        for (r, encoding) in rows.iter().enumerate() {
+            let flat: Vec<i64> = encoding
+                .get_offsets()
+                .iter()
+                .flat_map(|&(a, b)| [a as i64, b as i64])
+                .collect();
+            write_padded(
+                &mut out[2 * starts[r]..2 * starts[r + 1]],
+                flat.into_iter(),
+                0,
+                side,
+            );
+        }
+        out
+    });
+    let length = outputs
+        .length
+        .then(|| starts.windows(2).map(|w| (w[1] - w[0]) as i64).collect());
+    EncodedBatch {
+        starts,
+        uniform_width,
+        input_ids,
+        token_type_ids,
+        attention_mask,
+        special_tokens_mask,
+        offsets,
+        overflow_to_sample_mapping: outputs.overflowing.then_some(mapping),
+        length,
+    }
+}

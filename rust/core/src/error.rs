@@ -1,0 +1,51 @@
+//! The one error type of ferrotune-core. The bindings map each variant onto a Python exception class.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FerrotuneError {
+    /// The tokenizer file could not be read (missing, permissions, ...).
+    #[error("cannot read tokenizer file '{path}': {source}")]
+    TokenizerFileIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tokenizer file was read but is not a valid `tokenizer.json`.
+    #[error("malformed tokenizer definition{}: {message}", path.as_ref().map(|p| format!(" in '{}'", p.display())).unwrap_or_default())]
+    TokenizerFormat {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    /// An argument has a value the operation cannot honour (bad option, too-small max_length, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Inputs whose shape or content is wrong (ragged rows, mismatched lengths, missing keys, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The tokenizers library refused to encode or decode.
+    #[error("tokenization failed: {0}")]
+    Tokenization(String),
+    /// A panic caught at the boundary: always a bug in ferrotune.
+    #[error("internal error (a bug in ferrotune, please report it): {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, FerrotuneError>;
+
+/// Runs `f`, turning a panic into [`FerrotuneError::Internal`] so that none crosses into Python.
+pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "unknown panic".to_string()
+            };
+            Err(FerrotuneError::Internal(message))
+        }
+    }
+}

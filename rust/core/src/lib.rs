@@ -1,0 +1,21 @@
+//! ferrotune-core: the pure-Rust engine behind the `ferrotune` Python package.
+//!
+//! * [`engine::Engine`] wraps a `tokenizer.json` and encodes batches (truncation, overflow windows with
+//!   stride, padding) straight into one contiguous buffer per output.
+//! * [`pad::pad_columns`] pads already-tokenized ragged rows, the work behind `tokenizer.pad` and the
+//!   data collators.
+//!
+//! Nothing here depends on Python; the bindings live in `ferrotune-python`.
+
+pub mod buffers;
+pub mod engine;
+pub mod error;
+pub mod pad;
+pub mod parallel;
+
+pub use buffers::{Ragged, Side};
+pub use engine::{
+    EncodeRequest, EncodedBatch, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
+};
+pub use error::{catch_panics, FerrotuneError, Result};
+pub use pad::{pad_columns, PadTarget, PaddedColumn};

@@ -1,0 +1,550 @@
+//! ferrotune._core: thin PyO3 bindings over ferrotune-core.
+//!
+//! Every entry point follows one pattern: extract the Python inputs into owned Rust values while
+//! attached, run the core with the GIL released and panics caught ([`run_detached`]), and hand the
+//! resulting buffers to NumPy without copying.
+
+use std::sync::Arc;
+
+use ferrotune_core::engine::{
+    EncodeRequest, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
+};
+use ferrotune_core::pad::{pad_columns, PadColumn, PadTarget};
+use ferrotune_core::{catch_panics, FerrotuneError, Ragged, Side};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+
+/// Raises the `ferrotune.errors` class named `class_name` (they derive from ValueError, TypeError,
+/// FileNotFoundError... as users expect, which `create_exception!` cannot express).
+fn raise(py: Python<'_>, class_name: &str, message: String) -> PyErr {
+    match py
+        .import("ferrotune.errors")
+        .and_then(|module| module.getattr(class_name))
+        .and_then(|class| class.cast_into::<PyType>().map_err(PyErr::from))
+    {
+        Ok(class) => PyErr::from_type(class, message),
+        Err(import_error) => import_error,
+    }
+}
+
+fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
+    let class_name = match &err {
+        FerrotuneError::TokenizerFileIo { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            "TokenizerFileNotFoundError"
+        }
+        FerrotuneError::TokenizerFileIo { .. } => "TokenizerFileError",
+        FerrotuneError::TokenizerFormat { .. } => "TokenizerFormatError",
+        FerrotuneError::InvalidArgument(_) => "InvalidArgumentError",
+        FerrotuneError::InvalidInput(_) => "InvalidInputError",
+        FerrotuneError::Tokenization(_) => "TokenizationError",
+        FerrotuneError::Internal(_) => "InternalError",
+    };
+    raise(py, class_name, err.to_string())
+}
+
+fn type_error(py: Python<'_>, message: String) -> PyErr {
+    raise(py, "InputTypeError", message)
+}
+
+/// Runs core work with the GIL released; a panic becomes `ferrotune.errors.InternalError`.
+fn run_detached<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> ferrotune_core::Result<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| catch_panics(work))
+        .map_err(|err| to_py_err(py, err))
+}
+
+fn core_result<T>(py: Python<'_>, result: ferrotune_core::Result<T>) -> PyResult<T> {
+    result.map_err(|err| to_py_err(py, err))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Extracts a list/tuple of `str` into owned strings, naming the first offending item.
+fn extract_texts(
+    py: Python<'_>,
+    texts: &Bound<'_, PyAny>,
+    argument: &str,
+) -> PyResult<Vec<String>> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = texts.cast::<PyList>() {
+        list.iter().collect()
+    } else if let Ok(tuple) = texts.cast::<PyTuple>() {
+        tuple.iter().collect()
+    } else {
+        return Err(type_error(
+            py,
+            format!(
+                "`{argument}` must be a list of str, got {}",
+                type_name(texts)
+            ),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.cast::<PyString>() {
+            Ok(s) => Ok(s.to_str()?.to_owned()),
+            Err(_) => Err(type_error(
+                py,
+                format!("`{argument}[{i}]` must be a str, got {}", type_name(item)),
+            )),
+        })
+        .collect()
+}
+
+static NUMPY_ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Appends one example's token values (a list/tuple of ints, a NumPy integer array or anything
+/// with `__array__`, such as a CPU torch tensor) to `out`.
+fn extract_row(
+    py: Python<'_>,
+    row: &Bound<'_, PyAny>,
+    out: &mut Vec<i64>,
+    key: &str,
+    index: usize,
+) -> PyResult<()> {
+    let bad_value = |value: &Bound<'_, PyAny>| {
+        let depth_hint = if value.cast::<PyList>().is_ok() || value.cast::<PyTuple>().is_ok() {
+            " (values nested one level too deep)"
+        } else {
+            ""
+        };
+        type_error(
+            py,
+            format!(
+                "example {index}: '{key}' must hold integer token ids, found {} {}{depth_hint}",
+                type_name(value),
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ),
+        )
+    };
+    if let Ok(list) = row.cast::<PyList>() {
+        out.reserve(list.len());
+        for value in list.iter() {
+            out.push(value.extract::<i64>().map_err(|_| bad_value(&value))?);
+        }
+        return Ok(());
+    }
+    if let Ok(tuple) = row.cast::<PyTuple>() {
+        for value in tuple.iter() {
+            out.push(value.extract::<i64>().map_err(|_| bad_value(&value))?);
+        }
+        return Ok(());
+    }
+    if let Ok(array) = row.cast::<PyUntypedArray>() {
+        if array.ndim() != 1 {
+            return Err(type_error(
+                py,
+                format!(
+                    "example {index}: '{key}' must be 1-dimensional, got an array of shape {:?}",
+                    array.shape()
+                ),
+            ));
+        }
+        if let Ok(ints) = array.cast::<PyArray1<i64>>() {
+            out.extend(ints.readonly().as_array().iter().copied());
+            return Ok(());
+        }
+        let kind = array.dtype().kind();
+        if !matches!(kind, b'i' | b'u' | b'b') {
+            return Err(type_error(
+                py,
+                format!("example {index}: '{key}' must hold integer token ids, got an array of dtype {}", array.dtype()),
+            ));
+        }
+        let converted = array.call_method1("astype", ("int64",))?;
+        return extract_row(py, &converted, out, key, index);
+    }
+    if row.hasattr("__array__")? {
+        let asarray = NUMPY_ASARRAY.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import("numpy")?.getattr("asarray")?.unbind())
+        })?;
+        let converted = asarray.bind(py).call1((row,))?;
+        if converted.cast::<PyUntypedArray>().is_ok() {
+            return extract_row(py, &converted, out, key, index);
+        }
+    }
+    Err(type_error(
+        py,
+        format!(
+            "example {index}: '{key}' must be a list of token ids, got {}",
+            type_name(row)
+        ),
+    ))
+}
+
+/// Extracts a batch of rows (a list or tuple of per-example sequences) into one ragged buffer.
+fn extract_rows(py: Python<'_>, rows: &Bound<'_, PyAny>, key: &str) -> PyResult<Ragged> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = rows.cast::<PyList>() {
+        list.iter().collect()
+    } else if let Ok(tuple) = rows.cast::<PyTuple>() {
+        tuple.iter().collect()
+    } else {
+        return Err(type_error(
+            py,
+            format!(
+                "'{key}' must be a list of examples, got {}",
+                type_name(rows)
+            ),
+        ));
+    };
+    let mut ragged = Ragged::with_capacity(items.len(), 0);
+    for (index, item) in items.iter().enumerate() {
+        extract_row(py, item, &mut ragged.values, key, index)?;
+        ragged.starts.push(ragged.values.len());
+    }
+    Ok(ragged)
+}
+
+fn parse_side(py: Python<'_>, name: &str, option: &str) -> PyResult<Side> {
+    core_result(py, Side::parse(name, option))
+}
+
+/// A `tokenizer.json` loaded into ferrotune's engine.
+#[pyclass(module = "ferrotune._core", name = "Tokenizer", frozen)]
+struct PyTokenizer {
+    engine: Arc<Engine>,
+}
+
+#[pymethods]
+impl PyTokenizer {
+    /// Loads a `tokenizer.json` file.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let engine = run_detached(py, || Engine::from_file(&path))?;
+        Ok(PyTokenizer {
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// Parses the text of a `tokenizer.json`.
+    #[staticmethod]
+    fn from_str(py: Python<'_>, json: String) -> PyResult<Self> {
+        let engine = run_detached(py, || Engine::from_json(&json))?;
+        Ok(PyTokenizer {
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// The tokenizer as `tokenizer.json` text.
+    fn to_str(&self, py: Python<'_>) -> PyResult<String> {
+        let engine = Arc::clone(&self.engine);
+        run_detached(py, move || engine.to_json())
+    }
+
+    /// Encodes a batch; returns a dict of flat int64 arrays plus `_starts` (row boundaries) and
+    /// `_width` (the common row length, or None when rows differ).
+    #[pyo3(signature = (
+        texts, pairs=None, *, add_special_tokens=true, truncation=None, padding="do_not_pad", padding_length=None,
+        pad_to_multiple_of=None, padding_side="right", pad_id=0, pad_type_id=0, return_token_type_ids=true,
+        return_attention_mask=true, return_special_tokens_mask=false, return_offsets_mapping=false,
+        return_overflowing_tokens=false, return_length=false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        pairs: Option<&Bound<'py, PyAny>>,
+        add_special_tokens: bool,
+        truncation: Option<(usize, usize, String, String)>,
+        padding: &str,
+        padding_length: Option<usize>,
+        pad_to_multiple_of: Option<usize>,
+        padding_side: &str,
+        pad_id: i64,
+        pad_type_id: i64,
+        return_token_type_ids: bool,
+        return_attention_mask: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_overflowing_tokens: bool,
+        return_length: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let texts = extract_texts(py, texts, "text")?;
+        let pairs = pairs
+            .map(|p| extract_texts(py, p, "text_pair"))
+            .transpose()?;
+        let truncation = match truncation {
+            None => None,
+            Some((max_length, stride, strategy, side)) => Some(Truncation {
+                max_length,
+                stride,
+                strategy: core_result(py, TruncationStrategy::parse(&strategy))?,
+                side: parse_side(py, &side, "truncation_side")?,
+            }),
+        };
+        let padding = match (padding, padding_length) {
+            ("do_not_pad", _) => Padding::DoNotPad,
+            ("longest", _) => Padding::Longest,
+            ("max_length", Some(length)) => Padding::MaxLength(length),
+            ("max_length", None) => {
+                return Err(raise(
+                    py,
+                    "InvalidArgumentError",
+                    "padding='max_length' needs a length".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(raise(
+                    py,
+                    "InvalidArgumentError",
+                    format!("unknown padding strategy {other:?}"),
+                ));
+            }
+        };
+        let request = EncodeRequest {
+            add_special_tokens,
+            truncation,
+            padding,
+            pad_to_multiple_of,
+            padding_side: parse_side(py, padding_side, "padding_side")?,
+            pad_id,
+            pad_type_id,
+            outputs: OutputSelection {
+                token_type_ids: return_token_type_ids,
+                attention_mask: return_attention_mask,
+                special_tokens_mask: return_special_tokens_mask,
+                offsets: return_offsets_mapping,
+                overflowing: return_overflowing_tokens,
+                length: return_length,
+            },
+        };
+        let engine = Arc::clone(&self.engine);
+        let batch = run_detached(py, move || {
+            engine.encode_batch(&texts, pairs.as_deref(), &request)
+        })?;
+
+        let out = PyDict::new(py);
+        let starts: Vec<i64> = batch.starts.iter().map(|&s| s as i64).collect();
+        out.set_item("input_ids", batch.input_ids.into_pyarray(py))?;
+        let optional = [
+            ("token_type_ids", batch.token_type_ids),
+            ("attention_mask", batch.attention_mask),
+            ("special_tokens_mask", batch.special_tokens_mask),
+            ("offset_mapping", batch.offsets),
+            ("length", batch.length),
+            (
+                "overflow_to_sample_mapping",
+                batch.overflow_to_sample_mapping,
+            ),
+        ];
+        for (key, values) in optional {
+            if let Some(values) = values {
+                out.set_item(key, values.into_pyarray(py))?;
+            }
+        }
+        out.set_item("_starts", starts.into_pyarray(py))?;
+        out.set_item("_width", batch.uniform_width)?;
+        Ok(out)
+    }
+
+    /// Pads already-tokenized columns. `columns` is a list of `(key, rows, pad_value)`; the first
+    /// is the reference whose lengths set the padding, and `rows=None` asks for a column of ones
+    /// shaped like the reference (a fresh attention mask). Returns `(key, values, starts, width)`.
+    #[pyo3(signature = (columns, *, padding="longest", max_length=None, pad_to_multiple_of=None, padding_side="right"))]
+    #[allow(clippy::type_complexity)]
+    fn pad<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Vec<(String, Option<Bound<'py, PyAny>>, i64)>,
+        padding: &str,
+        max_length: Option<usize>,
+        pad_to_multiple_of: Option<usize>,
+        padding_side: &str,
+    ) -> PyResult<
+        Vec<(
+            String,
+            Bound<'py, PyArray1<i64>>,
+            Bound<'py, PyArray1<i64>>,
+            Option<usize>,
+        )>,
+    > {
+        pad_impl(
+            py,
+            columns,
+            padding,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )
+    }
+
+    #[pyo3(signature = (text, pair=None, add_special_tokens=false))]
+    fn tokenize(
+        &self,
+        py: Python<'_>,
+        text: String,
+        pair: Option<String>,
+        add_special_tokens: bool,
+    ) -> PyResult<Vec<String>> {
+        let engine = Arc::clone(&self.engine);
+        run_detached(py, move || {
+            engine.tokenize(&text, pair.as_deref(), add_special_tokens)
+        })
+    }
+
+    #[pyo3(signature = (ids, skip_special_tokens=false))]
+    fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+        let engine = Arc::clone(&self.engine);
+        run_detached(py, move || engine.decode(&ids, skip_special_tokens))
+    }
+
+    #[pyo3(signature = (sequences, skip_special_tokens=false))]
+    fn decode_batch(
+        &self,
+        py: Python<'_>,
+        sequences: Vec<Vec<u32>>,
+        skip_special_tokens: bool,
+    ) -> PyResult<Vec<String>> {
+        let engine = Arc::clone(&self.engine);
+        run_detached(py, move || {
+            engine.decode_batch(&sequences, skip_special_tokens)
+        })
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.engine.tokenizer().token_to_id(token)
+    }
+
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.engine.tokenizer().id_to_token(id)
+    }
+
+    #[pyo3(signature = (with_added_tokens=true))]
+    fn get_vocab_size(&self, with_added_tokens: bool) -> usize {
+        self.engine.tokenizer().get_vocab_size(with_added_tokens)
+    }
+
+    #[pyo3(signature = (with_added_tokens=true))]
+    fn get_vocab(&self, with_added_tokens: bool) -> std::collections::HashMap<String, u32> {
+        self.engine.tokenizer().get_vocab(with_added_tokens)
+    }
+
+    #[pyo3(signature = (is_pair=false))]
+    fn num_special_tokens_to_add(&self, is_pair: bool) -> usize {
+        self.engine.num_special_tokens_to_add(is_pair)
+    }
+
+    /// The model type of the tokenizer ("WordPiece", "BPE", ...).
+    fn model_type(&self) -> String {
+        use tokenizers::models::ModelWrapper;
+        match self.engine.tokenizer().get_model() {
+            ModelWrapper::BPE(_) => "BPE",
+            ModelWrapper::WordPiece(_) => "WordPiece",
+            ModelWrapper::WordLevel(_) => "WordLevel",
+            ModelWrapper::Unigram(_) => "Unigram",
+        }
+        .to_string()
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn pad_impl<'py>(
+    py: Python<'py>,
+    columns: Vec<(String, Option<Bound<'py, PyAny>>, i64)>,
+    padding: &str,
+    max_length: Option<usize>,
+    pad_to_multiple_of: Option<usize>,
+    padding_side: &str,
+) -> PyResult<
+    Vec<(
+        String,
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<i64>>,
+        Option<usize>,
+    )>,
+> {
+    let (target, multiple) = match (padding, max_length) {
+        ("longest", _) => (PadTarget::Longest, pad_to_multiple_of),
+        ("max_length", Some(length)) => (PadTarget::Fixed(length), pad_to_multiple_of),
+        ("max_length", None) => {
+            return Err(raise(
+                py,
+                "InvalidArgumentError",
+                "padding='max_length' needs max_length".into(),
+            ));
+        }
+        // Nothing is padded; a fixed target of 0 keeps every row as it is.
+        ("do_not_pad", _) => (PadTarget::Fixed(0), None),
+        (other, _) => {
+            return Err(raise(
+                py,
+                "InvalidArgumentError",
+                format!("unknown padding strategy {other:?}"),
+            ))
+        }
+    };
+    let side = parse_side(py, padding_side, "padding_side")?;
+    let mut extracted: Vec<PadColumn> = Vec::with_capacity(columns.len());
+    for (name, rows, pad_value) in columns {
+        let rows = match rows {
+            Some(rows) => extract_rows(py, &rows, &name)?,
+            None => {
+                let reference = extracted.first().ok_or_else(|| {
+                    PyTypeError::new_err(
+                        "the first column must carry rows: it is the reference for the others",
+                    )
+                })?;
+                Ragged {
+                    values: vec![1; reference.rows.values.len()],
+                    starts: reference.rows.starts.clone(),
+                }
+            }
+        };
+        extracted.push(PadColumn {
+            name,
+            rows,
+            pad_value,
+        });
+    }
+    let padded = run_detached(py, move || pad_columns(&extracted, target, multiple, side))?;
+    padded
+        .into_iter()
+        .map(|column| {
+            let starts: Vec<i64> = column.starts.iter().map(|&s| s as i64).collect();
+            Ok((
+                column.name,
+                column.values.into_pyarray(py),
+                starts.into_pyarray(py),
+                column.uniform_width,
+            ))
+        })
+        .collect()
+}
+
+extern "C" fn child_after_fork() {
+    ferrotune_core::parallel::disable_after_fork();
+}
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::PyTokenizer;
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        // DataLoader workers fork: the child must not wait on rayon threads it did not inherit.
+        // SAFETY: registering a handler that only stores atomics is async-signal-safe.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(super::child_after_fork));
+        }
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    }
+}
