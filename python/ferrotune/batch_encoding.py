@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import UserDict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,9 +23,7 @@ def normalize_tensor_type(return_tensors: Any) -> str | None:
     """Accepts None, 'np', 'pt', 'arrow' or an enum whose value is one of those (transformers' TensorType)."""
     value = getattr(return_tensors, "value", return_tensors)
     if value not in TENSOR_TYPES:
-        raise InvalidArgumentError(
-            f"return_tensors must be None, 'np', 'pt' or 'arrow', got {return_tensors!r}"
-        )
+        raise InvalidArgumentError(f"return_tensors must be None, 'np', 'pt' or 'arrow', got {return_tensors!r}")
     return value
 
 
@@ -189,9 +186,7 @@ def to_py_obj(value: Any) -> Any:
     return value
 
 
-def build_output(
-    columns: dict[str, Any], return_tensors: str | None, *, unbatch: bool = False
-) -> BatchEncoding:
+def build_output(columns: dict[str, Any], return_tensors: str | None, *, unbatch: bool = False) -> BatchEncoding:
     """Turns a dict of :class:`Column` (and plain values) into a BatchEncoding in the requested format."""
     if return_tensors == "arrow":
         import pyarrow as pa
@@ -211,7 +206,3 @@ def build_output(
             value = convert_value(value, key, return_tensors)
         out[key] = value
     return BatchEncoding(out)
-
-
-def split_rows(values: Sequence[Any]) -> list[Any]:
-    return list(values)

@@ -32,10 +32,21 @@ TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_t
 
 _DEFAULT_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 _NO_TYPE_IDS = ["input_ids", "attention_mask"]
-_BERT_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_BERT_TOKENS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 _ROBERTA_TOKENS = {
-    "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-    "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
 }
 _GPT2_TOKENS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
 
@@ -156,7 +167,8 @@ class Tokenizer:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise InputTypeError(
-                f"{type(tokenizer).__name__} has no backend_tokenizer: ferrotune needs a fast (tokenizers-backed) tokenizer"
+                f"{type(tokenizer).__name__} has no backend_tokenizer: "
+                "ferrotune needs a fast (tokenizers-backed) tokenizer"
             )
         settings = {name: _token_content(getattr(tokenizer, name, None)) for name in SPECIAL_TOKEN_ATTRIBUTES}
         settings = {name: (str(value) if value is not None else None) for name, value in settings.items()}
@@ -326,8 +338,16 @@ class Tokenizer:
         if not clean_up or self._model_type == "BPE":
             return text
         for before, after in (
-            (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-            (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+            (" .", "."),
+            (" ?", "?"),
+            (" !", "!"),
+            (" ,", ","),
+            (" ' ", "'"),
+            (" n't", "n't"),
+            (" 'm", "'m"),
+            (" 's", "'s"),
+            (" 've", "'ve"),
+            (" 're", "'re"),
         ):
             text = text.replace(before, after)
         return text
@@ -446,7 +466,8 @@ class Tokenizer:
         if is_batched:
             if isinstance(text_pair, str):
                 raise InputTypeError(
-                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+                    "when tokenizing batches of text, `text_pair` must be a list or tuple "
+                    "with the same length as `text`."
                 )
             if text_pair is not None and not isinstance(text_pair, (list, tuple)):
                 raise InputTypeError(f"`text_pair` must be a list of str, got {type(text_pair).__name__}")
@@ -662,7 +683,7 @@ def _record_batch(columns: dict[str, Any]) -> Any:
     import pyarrow as pa
 
     arrays = []
-    for key, value in columns.items():
+    for value in columns.values():
         if isinstance(value, Column):
             arrays.append(value.to_arrow())
         elif isinstance(value, np.ndarray):

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use tokenizers::utils::parallelism::MaybeParallelIterator;
 use tokenizers::utils::truncation::{
     TruncationDirection, TruncationParams, TruncationStrategy as TkStrategy,
 };
-use tokenizers::{EncodeInput, Encoding, Tokenizer};
+use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
 
 use crate::buffers::{round_up, write_padded, Side};
 use crate::error::{FerrotuneError, Result};
@@ -109,6 +110,9 @@ pub struct Engine {
     /// The tokenizer with no truncation or padding of its own: transformers overrides whatever the
     /// file says on every call, and so do we.
     base: Tokenizer,
+    /// `base` without its post-processor: encodes each sequence of an input on its own, so that
+    /// truncation can then run once, on whole sequences (see [`Engine::encode_truncated`]).
+    plain: Tokenizer,
     /// Clones of `base` with a truncation configured, one per distinct setting used so far.
     truncating: RwLock<HashMap<Truncation, Arc<Tokenizer>>>,
 }
@@ -143,7 +147,10 @@ impl Engine {
             .with_truncation(None)
             .map_err(tokenization_error)?
             .with_padding(None);
+        let mut plain = tokenizer.clone();
+        plain.with_post_processor(None::<PostProcessorWrapper>);
         Ok(Engine {
+            plain,
             base: tokenizer,
             truncating: RwLock::new(HashMap::new()),
         })
@@ -213,31 +220,93 @@ impl Engine {
             }
         }
         self.check_truncation(request, pairs.is_some())?;
-        let inputs: Vec<EncodeInput> = match pairs {
-            None => texts
-                .iter()
-                .map(|t| EncodeInput::Single(t.as_str().into()))
-                .collect(),
-            Some(pairs) => texts
-                .iter()
-                .zip(pairs)
-                .map(|(t, p)| EncodeInput::Dual(t.as_str().into(), p.as_str().into()))
-                .collect(),
-        };
-        let encode = |tokenizer: &Tokenizer| {
-            // Character offsets are what transformers reports; skip computing them when not asked for.
-            if request.outputs.offsets {
-                tokenizer.encode_batch_char_offsets(inputs, request.add_special_tokens)
-            } else {
-                tokenizer.encode_batch_fast(inputs, request.add_special_tokens)
-            }
-        };
         let encodings = match request.truncation {
-            None => encode(&self.base),
-            Some(truncation) => encode(self.configured(truncation)?.as_ref()),
+            None => {
+                let inputs: Vec<EncodeInput> = match pairs {
+                    None => texts
+                        .iter()
+                        .map(|t| EncodeInput::Single(t.as_str().into()))
+                        .collect(),
+                    Some(pairs) => texts
+                        .iter()
+                        .zip(pairs)
+                        .map(|(t, p)| EncodeInput::Dual(t.as_str().into(), p.as_str().into()))
+                        .collect(),
+                };
+                // Character offsets are what transformers reports; skip computing them when not asked for.
+                if request.outputs.offsets {
+                    self.base
+                        .encode_batch_char_offsets(inputs, request.add_special_tokens)
+                } else {
+                    self.base
+                        .encode_batch_fast(inputs, request.add_special_tokens)
+                }
+            }
+            Some(truncation) => {
+                let configured = self.configured(truncation)?;
+                // The tokenizers crate panics when `stride` does not fit in the room one sequence has
+                // left; report that as the bad argument it is.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.encode_truncated(texts, pairs, &configured, request)
+                }))
+                .map_err(|payload| stride_error(payload, truncation.stride))?
+            }
         }
         .map_err(tokenization_error)?;
         Ok(assemble(&encodings, request))
+    }
+
+    /// Encodes with truncation in two steps: each sequence whole (no post-processor, no truncation),
+    /// then the configured tokenizer's `post_process` (truncation with overflow windows, special
+    /// tokens). The tokenizers crate (0.23.2) would otherwise stop tokenizing at `max_length` while
+    /// encoding, which ignores `stride` and loses overflow windows that transformers returns.
+    fn encode_truncated(
+        &self,
+        texts: &[String],
+        pairs: Option<&[String]>,
+        configured: &Tokenizer,
+        request: &EncodeRequest,
+    ) -> tokenizers::Result<Vec<Encoding>> {
+        let encode_one = |text: &str| {
+            if request.outputs.offsets {
+                self.plain.encode_char_offsets(text, false)
+            } else {
+                self.plain.encode_fast(text, false)
+            }
+        };
+        let truncation = request
+            .truncation
+            .expect("encode_truncated is only called with a truncation");
+        let direction = match truncation.side {
+            Side::Left => TruncationDirection::Left,
+            Side::Right => TruncationDirection::Right,
+        };
+        // What transformers gets from the tokenizers wheel for pairs: each sequence is first cut to
+        // max_length while it is tokenized (the second always, the first unless only_second), and the
+        // stride windows are then taken from what is left. Single sequences are not cut early.
+        let cap = |mut encoding: Encoding| {
+            encoding.truncate(truncation.max_length, 0, direction);
+            encoding.take_overflowing();
+            encoding
+        };
+        (0..texts.len())
+            .into_maybe_par_iter()
+            .map(|i| {
+                let first = encode_one(&texts[i])?;
+                let Some(pairs) = pairs else {
+                    return configured.post_process(first, None, request.add_special_tokens);
+                };
+                let mut second = cap(encode_one(&pairs[i])?);
+                // The second sequence of a pair carries type id 1 from the start, as in `encode`.
+                second.set_type_ids(vec![1; second.len()]);
+                let first = if truncation.strategy == TruncationStrategy::OnlySecond {
+                    first
+                } else {
+                    cap(first)
+                };
+                configured.post_process(first, Some(second), request.add_special_tokens)
+            })
+            .collect()
     }
 
     /// A `max_length` that cannot even hold the special tokens is refused up front: the tokenizers
@@ -302,6 +371,21 @@ impl Engine {
     }
 }
 
+fn stride_error(payload: Box<dyn std::any::Any + Send>, stride: usize) -> FerrotuneError {
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    if message.contains("stride") {
+        FerrotuneError::InvalidArgument(format!(
+            "stride={stride} is too large: after truncation a sequence has fewer tokens left than the stride ({message})"
+        ))
+    } else {
+        FerrotuneError::Internal(message)
+    }
+}
+
 fn poisoned<T>(_: T) -> FerrotuneError {
     FerrotuneError::Internal("tokenizer cache lock poisoned by an earlier panic".into())
 }
@@ -315,6 +399,8 @@ fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
         rows.push(encoding);
         if outputs.overflowing {
             mapping.push(sample as i64);
+            // Only the first level, as transformers reads `encoding.overflowing`: windows merged
+            // from pairs carry nested copies of other combinations.
             for window in encoding.get_overflowing() {
                 rows.push(window);
                 mapping.push(sample as i64);
