@@ -1,0 +1,56 @@
+"""Type stubs for ferrotune._core, the PyO3 extension (hand-written; keep in step with rust/python/src/lib.rs)."""
+
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Int64Array = npt.NDArray[np.int64]
+
+class Tokenizer:
+    @staticmethod
+    def from_file(path: str | PathLike[str]) -> Tokenizer: ...
+    @staticmethod
+    def from_str(json: str) -> Tokenizer: ...
+    def to_str(self) -> str: ...
+    def encode_batch(
+        self,
+        texts: list[str] | tuple[str, ...],
+        pairs: list[str] | tuple[str, ...] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        truncation: tuple[int, int, str, str] | None = None,
+        padding: str = "do_not_pad",
+        padding_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str = "right",
+        pad_id: int = 0,
+        pad_type_id: int = 0,
+        return_token_type_ids: bool = True,
+        return_attention_mask: bool = True,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_overflowing_tokens: bool = False,
+        return_length: bool = False,
+    ) -> dict[str, Any]: ...
+    def pad(
+        self,
+        columns: list[tuple[str, Any, int]],
+        *,
+        padding: str = "longest",
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str = "right",
+    ) -> list[tuple[str, _Int64Array, _Int64Array, int | None]]: ...
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]: ...
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
+    def decode_batch(self, sequences: list[list[int]], skip_special_tokens: bool = False) -> list[str]: ...
+    def token_to_id(self, token: str) -> int | None: ...
+    def id_to_token(self, id: int) -> str | None: ...
+    def get_vocab_size(self, with_added_tokens: bool = True) -> int: ...
+    def get_vocab(self, with_added_tokens: bool = True) -> dict[str, int]: ...
+    def num_special_tokens_to_add(self, is_pair: bool = False) -> int: ...
+    def model_type(self) -> str: ...
