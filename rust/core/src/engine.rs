@@ -274,21 +274,6 @@ impl Engine {
                 self.plain.encode_fast(text, false)
             }
         };
-        let truncation = request
-            .truncation
-            .expect("encode_truncated is only called with a truncation");
-        let direction = match truncation.side {
-            Side::Left => TruncationDirection::Left,
-            Side::Right => TruncationDirection::Right,
-        };
-        // What transformers gets from the tokenizers wheel for pairs: each sequence is first cut to
-        // max_length while it is tokenized (the second always, the first unless only_second), and the
-        // stride windows are then taken from what is left. Single sequences are not cut early.
-        let cap = |mut encoding: Encoding| {
-            encoding.truncate(truncation.max_length, 0, direction);
-            encoding.take_overflowing();
-            encoding
-        };
         (0..texts.len())
             .into_maybe_par_iter()
             .map(|i| {
@@ -296,14 +281,10 @@ impl Engine {
                 let Some(pairs) = pairs else {
                     return configured.post_process(first, None, request.add_special_tokens);
                 };
-                let mut second = cap(encode_one(&pairs[i])?);
-                // The second sequence of a pair carries type id 1 from the start, as in `encode`.
+                let mut second = encode_one(&pairs[i])?;
+                // The second sequence of a pair carries type id 1 from the start, as in `encode`;
+                // its overflow windows keep it.
                 second.set_type_ids(vec![1; second.len()]);
-                let first = if truncation.strategy == TruncationStrategy::OnlySecond {
-                    first
-                } else {
-                    cap(first)
-                };
                 configured.post_process(first, Some(second), request.add_special_tokens)
             })
             .collect()
