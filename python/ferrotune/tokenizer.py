@@ -32,6 +32,8 @@ TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_t
 
 _DEFAULT_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 _NO_TYPE_IDS = ["input_ids", "attention_mask"]
+# transformers 5's base class (a bare tokenizer.json, no known family) returns no token_type_ids.
+_BASE_INPUT_NAMES = _NO_TYPE_IDS
 _BERT_TOKENS = {
     "unk_token": "[UNK]",
     "sep_token": "[SEP]",
@@ -112,7 +114,7 @@ class Tokenizer:
         self.model_max_length = int(model_max_length)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
-        self.model_input_names = list(model_input_names or _DEFAULT_INPUT_NAMES)
+        self.model_input_names = list(model_input_names or _BASE_INPUT_NAMES)
         self.pad_token_type_id = pad_token_type_id
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for name in SPECIAL_TOKEN_ATTRIBUTES:
@@ -147,7 +149,7 @@ class Tokenizer:
         model_config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
 
         family = _family(config.get("tokenizer_class"), model_config.get("model_type"))
-        input_names, family_tokens = _FAMILY_DEFAULTS.get(family, (_DEFAULT_INPUT_NAMES, {}))
+        input_names, family_tokens = _FAMILY_DEFAULTS.get(family, (_BASE_INPUT_NAMES, {}))
         settings: dict[str, Any] = {
             "model_max_length": config.get("model_max_length", VERY_LARGE_INTEGER),
             "padding_side": config.get("padding_side", "right"),
