@@ -300,7 +300,9 @@ class Tokenizer:
         return [self._core.id_to_token(int(i)) for i in to_py_obj(ids) if int(i) not in skip]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        return self._core.tokenize(text, pair, add_special_tokens)
+        # Tokens are the vocabulary entries of the ids (the crate's fast path leaves token strings empty).
+        ids = self(text, pair, add_special_tokens=add_special_tokens)["input_ids"]
+        return [self._core.id_to_token(i) for i in ids]
 
     # ----------------------------------------------------------------------------------------------
     # Decoding
