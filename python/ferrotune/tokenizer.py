@@ -523,12 +523,14 @@ class Tokenizer:
         columns: dict[str, Any] = {}
         for key, values in raw.items():
             if key in ("length", "overflow_to_sample_mapping"):
-                columns[key] = values if return_tensors not in (None, "arrow") else values.tolist()
-                if return_tensors == "pt":
+                # one value per row: lists for None, the int64 array for "np" and "arrow", shared memory for "pt"
+                if return_tensors is None:
+                    columns[key] = values.tolist()
+                elif return_tensors == "pt":
                     import torch
 
                     columns[key] = torch.from_numpy(values)
-                elif return_tensors == "arrow":
+                else:
                     columns[key] = values
             else:
                 columns[key] = Column(values, starts, width, pair=key == "offset_mapping")
