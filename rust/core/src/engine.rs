@@ -317,23 +317,6 @@ impl Engine {
         Ok(())
     }
 
-    pub fn tokenize(
-        &self,
-        text: &str,
-        pair: Option<&str>,
-        add_special_tokens: bool,
-    ) -> Result<Vec<String>> {
-        let input = match pair {
-            None => EncodeInput::Single(text.into()),
-            Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
-        };
-        let encoding = self
-            .base
-            .encode_fast(input, add_special_tokens)
-            .map_err(tokenization_error)?;
-        Ok(encoding.get_tokens().to_vec())
-    }
-
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.base
             .decode(ids, skip_special_tokens)

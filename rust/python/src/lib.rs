@@ -384,20 +384,6 @@ impl PyTokenizer {
         )
     }
 
-    #[pyo3(signature = (text, pair=None, add_special_tokens=false))]
-    fn tokenize(
-        &self,
-        py: Python<'_>,
-        text: String,
-        pair: Option<String>,
-        add_special_tokens: bool,
-    ) -> PyResult<Vec<String>> {
-        let engine = Arc::clone(&self.engine);
-        run_detached(py, move || {
-            engine.tokenize(&text, pair.as_deref(), add_special_tokens)
-        })
-    }
-
     #[pyo3(signature = (ids, skip_special_tokens=false))]
     fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
         let engine = Arc::clone(&self.engine);
