@@ -6,6 +6,13 @@ Same API and bit-identical output as transformers' tokenizers, computed by a Rus
 from . import errors
 from ._core import __version__
 from .batch_encoding import BatchEncoding
+from .collators import (
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    DataCollatorForTokenClassification,
+    DataCollatorWithFlattening,
+    DataCollatorWithPadding,
+)
 from .errors import (
     EmptyBatchError,
     FerrotuneError,
@@ -22,6 +29,11 @@ from .tokenizer import Tokenizer
 
 __all__ = [
     "BatchEncoding",
+    "DataCollatorForLanguageModeling",
+    "DataCollatorForSeq2Seq",
+    "DataCollatorForTokenClassification",
+    "DataCollatorWithFlattening",
+    "DataCollatorWithPadding",
     "EmptyBatchError",
     "FerrotuneError",
     "InputTypeError",

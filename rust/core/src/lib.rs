@@ -10,6 +10,7 @@
 pub mod buffers;
 pub mod engine;
 pub mod error;
+pub mod mlm;
 pub mod pad;
 pub mod parallel;
 

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+mod collate;
+
 use ferrotune_core::engine::{
     EncodeRequest, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
@@ -439,6 +441,35 @@ impl PyTokenizer {
     }
 }
 
+/// transformers' padding strategy (already resolved to a name) as a core padding target.
+fn parse_pad_target(
+    py: Python<'_>,
+    padding: &str,
+    max_length: Option<usize>,
+    pad_to_multiple_of: Option<usize>,
+) -> PyResult<(PadTarget, Option<usize>)> {
+    Ok(match (padding, max_length) {
+        ("longest", _) => (PadTarget::Longest, pad_to_multiple_of),
+        ("max_length", Some(length)) => (PadTarget::Fixed(length), pad_to_multiple_of),
+        ("max_length", None) => {
+            return Err(raise(
+                py,
+                "InvalidArgumentError",
+                "padding='max_length' needs max_length".into(),
+            ))
+        }
+        // Nothing is padded; a fixed target of 0 keeps every row as it is.
+        ("do_not_pad", _) => (PadTarget::Fixed(0), None),
+        (other, _) => {
+            return Err(raise(
+                py,
+                "InvalidArgumentError",
+                format!("unknown padding strategy {other:?}"),
+            ))
+        }
+    })
+}
+
 #[allow(clippy::type_complexity)]
 fn pad_impl<'py>(
     py: Python<'py>,
@@ -455,26 +486,7 @@ fn pad_impl<'py>(
         Option<usize>,
     )>,
 > {
-    let (target, multiple) = match (padding, max_length) {
-        ("longest", _) => (PadTarget::Longest, pad_to_multiple_of),
-        ("max_length", Some(length)) => (PadTarget::Fixed(length), pad_to_multiple_of),
-        ("max_length", None) => {
-            return Err(raise(
-                py,
-                "InvalidArgumentError",
-                "padding='max_length' needs max_length".into(),
-            ));
-        }
-        // Nothing is padded; a fixed target of 0 keeps every row as it is.
-        ("do_not_pad", _) => (PadTarget::Fixed(0), None),
-        (other, _) => {
-            return Err(raise(
-                py,
-                "InvalidArgumentError",
-                format!("unknown padding strategy {other:?}"),
-            ))
-        }
-    };
+    let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
     let side = parse_side(py, padding_side, "padding_side")?;
     let mut extracted: Vec<PadColumn> = Vec::with_capacity(columns.len());
     for (name, rows, pad_value) in columns {
@@ -519,6 +531,8 @@ extern "C" fn child_after_fork() {
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::collate::{collate_arrow, collate_examples, mask_tokens};
     #[pymodule_export]
     use super::PyTokenizer;
 

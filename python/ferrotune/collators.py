@@ -1,0 +1,564 @@
+"""Drop-ins for transformers' data collators, padded and masked in ferrotune's Rust core.
+
+Each collator takes the arguments of its transformers namesake and returns the same keys, dtypes, shapes and
+values. The tokenizer may be a ferrotune ``Tokenizer`` or any transformers tokenizer: collation only reads its
+padding settings (pad token id, padding side, model input names), at every call, as transformers does.
+
+Inputs: a list of dicts whose values are Python lists, NumPy arrays or torch tensors (what ``datasets`` rows give in
+each format), a dict of lists (a ``datasets`` slice), or an Arrow batch (``pyarrow.RecordBatch`` / ``Table``, a
+``datasets.Dataset`` or an Arrow-formatted slice of one). Arrow batches are read through the Arrow C data interface
+in Rust: no Python object per example or per token.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .batch_encoding import BatchEncoding, Column, convert_value
+from .errors import EmptyBatchError, InvalidArgumentError, InvalidInputError
+
+__all__ = [
+    "DataCollatorForLanguageModeling",
+    "DataCollatorForSeq2Seq",
+    "DataCollatorForTokenClassification",
+    "DataCollatorWithFlattening",
+    "DataCollatorWithPadding",
+]
+
+# transformers' sentinel: a model_max_length above this means "no limit known".
+_LARGE_INTEGER = int(1e20)
+_RETURN_TENSORS = ("pt", "np")
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared machinery
+
+
+def _padding_strategy(padding: Any, max_length: int | None, tokenizer: Any) -> tuple[str, int | None]:
+    """transformers' resolution of ``padding`` / ``max_length`` for ``tokenizer.pad``."""
+    padding = getattr(padding, "value", padding)  # PaddingStrategy enum
+    if padding is True or padding == "longest":
+        return "longest", None
+    if padding is False or padding is None or padding == "do_not_pad":
+        return "do_not_pad", None
+    if padding == "max_length":
+        if max_length is None:
+            model_max_length = getattr(tokenizer, "model_max_length", None)
+            if model_max_length is None or model_max_length > _LARGE_INTEGER:
+                return "do_not_pad", None  # transformers: no length known, so no padding
+            max_length = int(model_max_length)
+        if not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool) or max_length < 0:
+            raise InvalidArgumentError(f"max_length must be a non-negative int or None, got {max_length!r}")
+        return "max_length", int(max_length)
+    raise InvalidArgumentError(
+        f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
+    )
+
+
+def _check_multiple(pad_to_multiple_of: Any) -> int | None:
+    if pad_to_multiple_of is None:
+        return None
+    if not isinstance(pad_to_multiple_of, (int, np.integer)) or isinstance(pad_to_multiple_of, bool):
+        raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+    if pad_to_multiple_of <= 0:
+        raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+    return int(pad_to_multiple_of)
+
+
+def _check_return_tensors(return_tensors: Any) -> str:
+    value = getattr(return_tensors, "value", return_tensors)
+    if value not in _RETURN_TENSORS:
+        raise InvalidArgumentError(f"Framework '{return_tensors}' not recognized! Use 'pt' or 'np'.")
+    return value
+
+
+def _no_pad_token_error(tokenizer: Any) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "Asking to pad but the tokenizer does not have a padding token. "
+        "Please select a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` "
+        f"or add a new pad token via `tokenizer.add_special_tokens({{'pad_token': '[PAD]'}})` ({type(tokenizer).__name__})."
+    )
+
+
+def _padding_side(tokenizer: Any) -> str:
+    side = getattr(tokenizer, "padding_side", "right")
+    if side not in ("left", "right"):
+        raise InvalidArgumentError(f"padding_side must be 'left' or 'right', got {side!r}")
+    return side
+
+
+def _pad_values(tokenizer: Any, strategy: str) -> tuple[list[tuple[str, int]], bool]:
+    """The keys ``tokenizer.pad`` pads, with their pad values (the model's main input first), and whether it
+    creates an attention mask."""
+    names = list(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+    pad_token_id = tokenizer.pad_token_id
+    if strategy != "do_not_pad" and (tokenizer.pad_token is None or pad_token_id is None or pad_token_id < 0):
+        raise _no_pad_token_error(tokenizer)
+    values = [
+        (names[0], pad_token_id if pad_token_id is not None else 0),
+        ("token_type_ids", int(getattr(tokenizer, "pad_token_type_id", 0) or 0)),
+        ("special_tokens_mask", 1),
+        ("attention_mask", 0),
+    ]
+    return values, "attention_mask" in names
+
+
+def _as_arrow_batch(features: Any) -> Any | None:
+    """An Arrow record batch for the Arrow inputs (RecordBatch, Table, datasets.Dataset); None for the others."""
+    if hasattr(features, "__arrow_c_array__") and not isinstance(features, (list, tuple, Mapping, np.ndarray)):
+        return features
+    module = type(features).__module__
+    if module.startswith("pyarrow") and hasattr(features, "to_batches"):  # pyarrow.Table
+        batches = features.to_batches()
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        return features.combine_chunks().to_batches()[0]
+    if module.startswith("datasets") and hasattr(features, "with_format"):  # datasets.Dataset
+        return _as_arrow_batch(features.with_format("arrow")[:])
+    return None
+
+
+def _examples(features: Any) -> Any:
+    """A list of per-example mappings from a list/tuple of examples or a dict of lists (a datasets slice)."""
+    if isinstance(features, Mapping):
+        keys = list(features)
+        if not keys:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        columns = [features[key] for key in keys]
+        lengths = {len(column) for column in columns}
+        if len(lengths) != 1:
+            raise InvalidInputError(
+                "a dict of lists must have one value per example in every key, got lengths "
+                + ", ".join(f"'{k}': {len(c)}" for k, c in zip(keys, columns))
+            )
+        return [dict(zip(keys, values)) for values in zip(*columns)]
+    return features
+
+
+def _collate(
+    tokenizer: Any,
+    features: Any,
+    *,
+    padding: Any = True,
+    max_length: int | None = None,
+    pad_to_multiple_of: int | None = None,
+    independent: list[tuple[str, int, str, int | None]] | None = None,
+) -> list[tuple[str, str, Any, Any]]:
+    """Pads a batch in one Rust call; returns ``(name, kind, data, starts)`` per output column."""
+    strategy, length = _padding_strategy(padding, max_length, tokenizer)
+    multiple = _check_multiple(pad_to_multiple_of)
+    pad_values, create_mask = _pad_values(tokenizer, strategy)
+    arguments = (
+        pad_values,
+        create_mask,
+        strategy,
+        length,
+        multiple,
+        _padding_side(tokenizer),
+        independent or [],
+    )
+    batch = _as_arrow_batch(features)
+    if batch is not None:
+        return _core.collate_arrow(batch, *arguments)
+    return _core.collate_examples(_examples(features), *arguments)
+
+
+def _to_tensor(name: str, kind: str, data: Any, starts: Any, return_tensors: str) -> Any:
+    if kind == "padded":
+        return _torch().from_numpy(data) if return_tensors == "pt" else data
+    if kind == "ragged":
+        column = Column(data, starts, None)
+        lengths = np.diff(starts)
+        if len(lengths) and (lengths == lengths[0]).all():  # unpadded but equal lengths: still a matrix
+            matrix = data.reshape(len(lengths), int(lengths[0]))
+            return _torch().from_numpy(matrix) if return_tensors == "pt" else matrix
+        return column.to_torch(name) if return_tensors == "pt" else column.to_numpy()
+    if kind == "int":
+        return _torch().from_numpy(data) if return_tensors == "pt" else data
+    if kind == "float":
+        if return_tensors == "pt":
+            torch = _torch()
+            return torch.from_numpy(data).to(torch.get_default_dtype())
+        return data
+    return convert_value(data, name, return_tensors)
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _batch(columns: list[tuple[str, str, Any, Any]], return_tensors: str) -> dict[str, Any]:
+    return {name: _to_tensor(name, kind, data, starts, return_tensors) for name, kind, data, starts in columns}
+
+
+def _first_example(features: Any) -> Mapping[str, Any] | None:
+    if isinstance(features, (list, tuple)):
+        if not features:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        return features[0] if isinstance(features[0], Mapping) else None
+    return None
+
+
+def _column_names(features: Any) -> list[str]:
+    first = _first_example(features)
+    if first is not None:
+        return list(first)
+    if isinstance(features, Mapping):
+        return list(features)
+    batch = _as_arrow_batch(features)
+    return list(batch.schema.names) if batch is not None else []
+
+
+# --------------------------------------------------------------------------------------------------
+# The collators
+
+
+@dataclass
+class DataCollatorWithPadding:
+    """transformers' ``DataCollatorWithPadding``: pads ``input_ids`` (and ``token_type_ids``, ``attention_mask``,
+    ``special_tokens_mask``) to the longest example, ``max_length`` or a multiple; renames ``label`` /
+    ``label_ids`` to ``labels``; other numeric keys pass through as tensors."""
+
+    tokenizer: Any
+    padding: bool | str = True
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+    return_tensors: str = "pt"
+
+    def __call__(self, features: Any) -> BatchEncoding:
+        return_tensors = _check_return_tensors(self.return_tensors)
+        columns = _collate(
+            self.tokenizer,
+            features,
+            padding=self.padding,
+            max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+        batch = _batch(columns, return_tensors)
+        for old in ("label", "label_ids"):
+            if old in batch:
+                batch["labels"] = batch.pop(old)
+        return BatchEncoding(batch)
+
+
+@dataclass
+class DataCollatorForTokenClassification:
+    """transformers' ``DataCollatorForTokenClassification``: inputs padded as ``DataCollatorWithPadding`` does,
+    labels padded to the same length with ``label_pad_token_id`` on the tokenizer's padding side."""
+
+    tokenizer: Any
+    padding: bool | str = True
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+    label_pad_token_id: int = -100
+    return_tensors: str = "pt"
+
+    def __call__(self, features: Any, return_tensors: str | None = None) -> BatchEncoding:
+        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
+        names = _column_names(features)
+        label_name = "label" if "label" in names else "labels"
+        independent = [(label_name, int(self.label_pad_token_id), "main", None)] if label_name in names else []
+        columns = _collate(
+            self.tokenizer,
+            features,
+            padding=self.padding,
+            max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            independent=independent,
+        )
+        batch = _batch(columns, return_tensors)
+        if label_name in batch:  # transformers puts the labels last
+            batch[label_name] = batch.pop(label_name)
+        return BatchEncoding(batch)
+
+
+@dataclass
+class DataCollatorForSeq2Seq:
+    """transformers' ``DataCollatorForSeq2Seq``: inputs padded by the tokenizer's rules, ``labels`` padded on their
+    own (to their longest, or ``max_length``) with ``label_pad_token_id``; ``decoder_input_ids`` from
+    ``model.prepare_decoder_input_ids_from_labels`` when the model has it."""
+
+    tokenizer: Any
+    model: Any | None = None
+    padding: bool | str = True
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+    label_pad_token_id: int = -100
+    return_tensors: str = "pt"
+
+    def __call__(self, features: Any, return_tensors: str | None = None) -> BatchEncoding:
+        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
+        names = _column_names(features)
+        label_name = "label" if "label" in names else "labels"
+        first = _first_example(features)
+        has_labels = label_name in names
+        if has_labels and first is not None and all(f[label_name] is None for f in features):
+            # transformers: {..., "labels": None} means no labels
+            features = [{k: v for k, v in f.items() if k != label_name} for f in features]
+            has_labels = False
+        independent = []
+        if has_labels:
+            padding = getattr(self.padding, "value", self.padding)
+            if padding is False or padding == "do_not_pad":
+                mode = "do_not_pad"
+            elif padding == "max_length" and self.max_length is not None:
+                mode = "max_length"
+            else:
+                mode = "longest"
+            independent = [(label_name, int(self.label_pad_token_id), mode, self.max_length)]
+        columns = _collate(
+            self.tokenizer,
+            features,
+            padding=self.padding,
+            max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            independent=independent,
+        )
+        labels = next(((kind, data, starts) for name, kind, data, starts in columns if name == label_name), None)
+        batch = _batch([c for c in columns if c[0] != label_name], return_tensors)
+        if labels is None:
+            batch["labels"] = None
+            return BatchEncoding(batch)
+        batch["labels"] = _to_tensor("labels", *labels, return_tensors)
+        if self.model is not None and hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
+            batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
+        return BatchEncoding(batch)
+
+
+@dataclass
+class DataCollatorForLanguageModeling:
+    """transformers' ``DataCollatorForLanguageModeling``. ``mlm=True``: 15% (``mlm_probability``) of the tokens that
+    are not special or padding are selected; of those, ``mask_replace_prob`` become the mask token,
+    ``random_replace_prob`` a random vocabulary id, the rest stay; labels are the original ids there and -100
+    elsewhere. Masking runs in Rust. ``mlm=False``: causal LM labels (input ids, padding -> -100).
+
+    Randomness: with ``seed`` set, batch *k* of a process is masked from ``(seed, worker id, k)``, reproducibly (in
+    DataLoader workers the worker id is added, as transformers does). Without a seed each batch draws its seed from
+    torch's global generator (NumPy's when torch is absent), so ``torch.manual_seed`` / ``transformers.set_seed``
+    make runs repeatable. The draws differ from torch's bernoulli calls; the distribution is the same.
+    """
+
+    tokenizer: Any
+    mlm: bool = True
+    whole_word_mask: bool = False
+    mlm_probability: float | None = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    pad_to_multiple_of: int | None = None
+    return_tensors: str = "pt"
+    seed: int | None = None
+    _calls: int = field(default=0, init=False, repr=False)
+    _stream: int | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.whole_word_mask:
+            raise InvalidArgumentError(
+                "whole_word_mask=True is not supported by ferrotune's DataCollatorForLanguageModeling yet; "
+                "use transformers' collator for whole-word masking"
+            )
+        if self.mlm:
+            if getattr(self.tokenizer, "mask_token", None) is None:
+                raise InvalidArgumentError(
+                    "This tokenizer does not have a mask token which is necessary for masked language modeling. "
+                    "You should pass `mlm=False` to train on causal language modeling instead."
+                )
+            if self.mlm_probability is None or not 0 <= self.mlm_probability <= 1:
+                raise InvalidArgumentError("mlm_probability should be between 0 and 1.")
+            self.mlm_probability = float(self.mlm_probability)
+        if self.mask_replace_prob + self.random_replace_prob > 1:
+            raise InvalidArgumentError("The sum of mask_replace_prob and random_replace_prob should not exceed 1")
+        if not 0 <= self.mask_replace_prob <= 1:
+            raise InvalidArgumentError("mask_replace_prob should be between 0 and 1.")
+        if not 0 <= self.random_replace_prob <= 1:
+            raise InvalidArgumentError("random_replace_prob should be between 0 and 1.")
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
+            raise InvalidArgumentError(f"seed must be an int or None, got {self.seed!r}")
+        self.mask_replace_prob = float(self.mask_replace_prob)
+        self.random_replace_prob = float(self.random_replace_prob)
+
+    def _next_seed(self) -> int:
+        if self.seed is None:
+            try:
+                import torch
+
+                return int(torch.randint(0, 2**62, (1,)).item())
+            except ImportError:
+                return int(np.random.randint(0, 2**62, dtype=np.int64))
+        if self._stream is None:
+            worker = 0
+            if mp.current_process().name != "MainProcess":
+                import torch
+
+                info = torch.utils.data.get_worker_info()
+                if info is None:
+                    raise InvalidArgumentError(
+                        "Worker process information is not available for seeding the generator: the `seed` parameter "
+                        "can only be used with multiprocessing through a PyTorch DataLoader."
+                    )
+                worker = info.id
+            self._stream = int(self.seed) + worker
+        self._calls += 1
+        # Mix (stream, call) into one 64-bit seed; SplitMix64 in Rust decorrelates neighbouring seeds.
+        return ((self._stream & 0xFFFFFFFF) << 32 | (self._calls & 0xFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
+
+    def __call__(self, examples: Any, return_tensors: str | None = None) -> dict[str, Any]:
+        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
+        first = _first_example(examples)
+        if first is not None or isinstance(examples, Mapping) or _as_arrow_batch(examples) is not None:
+            columns = _collate(self.tokenizer, examples, pad_to_multiple_of=self.pad_to_multiple_of)
+            batch: dict[str, Any] = {name: (kind, data, starts) for name, kind, data, starts in columns}
+        else:
+            batch = {"input_ids": self._collate_sequences(examples)}
+        input_ids = batch["input_ids"]
+        if input_ids[0] != "padded":
+            raise InvalidInputError("input_ids could not be padded into one matrix")
+        ids = input_ids[1]
+        special = batch.pop("special_tokens_mask", None)
+        batch.pop("offset_mapping", None)
+        if self.mlm:
+            labels = _core.mask_tokens(
+                ids,
+                special[1] if special is not None and special[0] == "padded" else None,
+                [int(i) for i in self._special_ids()],
+                self.mlm_probability,
+                self.mask_replace_prob,
+                self.random_replace_prob,
+                int(self.tokenizer.mask_token_id),
+                len(self.tokenizer),
+                self._next_seed(),
+            )
+        else:
+            labels = ids.copy()
+            if self.tokenizer.pad_token_id is not None:
+                labels[labels == self.tokenizer.pad_token_id] = -100
+        batch["labels"] = ("padded", labels, None)
+        out = {name: _to_tensor(name, kind, data, starts, return_tensors) for name, (kind, data, starts) in batch.items()}
+        return BatchEncoding(out) if first is not None else out
+
+    def _special_ids(self) -> list[int]:
+        ids = getattr(self.tokenizer, "all_special_ids", None)
+        return list(ids) if ids is not None else []
+
+    def _collate_sequences(self, examples: Any) -> tuple[str, Any, Any]:
+        """transformers' ``_torch_collate_batch``: plain sequences of ids, padded only when they differ in length."""
+        if not isinstance(examples, (list, tuple)) or not examples:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        lengths = [len(e) for e in examples]
+        multiple = _check_multiple(self.pad_to_multiple_of)
+        same = all(n == lengths[0] for n in lengths) and (multiple is None or lengths[0] % multiple == 0)
+        if not same and self.tokenizer.pad_token is None:
+            raise InvalidArgumentError(
+                "You are attempting to pad samples but the tokenizer you are using"
+                f" ({type(self.tokenizer).__name__}) does not have a pad token."
+            )
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        columns = _core.collate_examples(
+            [{"input_ids": e} for e in examples],
+            [("input_ids", int(pad_id))],
+            False,
+            "longest",
+            None,
+            multiple,
+            _padding_side(self.tokenizer),
+        )
+        _, kind, data, starts = columns[0]
+        return kind, data, starts
+
+
+class DataCollatorWithFlattening:
+    """transformers' ``DataCollatorWithFlattening``: padding-free packing of the batch into one row of shape
+    ``[1, total_tokens]``, with ``labels`` separated by ``separator_id`` and ``position_ids`` restarting per example;
+    optionally FlashAttention's ``cu_seq_lens_q/k`` and ``max_length_q/k``, and ``seq_idx``."""
+
+    def __init__(
+        self,
+        *args: Any,
+        return_position_ids: bool = True,
+        separator_id: int = -100,
+        return_flash_attn_kwargs: bool = False,
+        return_seq_idx: bool = False,
+        position_ids_start: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.return_tensors = args[0] if args else kwargs.pop("return_tensors", "pt")
+        if kwargs:
+            raise InvalidArgumentError(f"unknown arguments: {sorted(kwargs)}")
+        self.return_position_ids = return_position_ids
+        self.separator_id = separator_id
+        self.return_flash_attn_kwargs = return_flash_attn_kwargs
+        self.return_seq_idx = return_seq_idx
+        self.position_ids_start = position_ids_start
+
+    def __repr__(self) -> str:
+        return (
+            f"DataCollatorWithFlattening(return_tensors={self.return_tensors!r}, "
+            f"return_position_ids={self.return_position_ids}, separator_id={self.separator_id}, "
+            f"return_flash_attn_kwargs={self.return_flash_attn_kwargs}, return_seq_idx={self.return_seq_idx}, "
+            f"position_ids_start={self.position_ids_start})"
+        )
+
+    def _flat(self, features: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+        _, kind, data, starts = _core.collate_examples(
+            [{key: f[key]} for f in features], [(key, 0)], False, "do_not_pad", None, None, "right"
+        )[0]
+        if kind == "padded":  # every row empty
+            return data.reshape(-1), np.zeros(len(features) + 1, dtype=np.int64)
+        return data, starts
+
+    def __call__(self, features: Any, return_tensors: str | None = None, separator_id: int | None = None) -> dict:
+        return_tensors = self.return_tensors if return_tensors is None else return_tensors
+        if return_tensors not in _RETURN_TENSORS:
+            raise InvalidArgumentError(
+                f'return_tensors must be one of ("pt", "np"), return_tensors={return_tensors!r} not supported'
+            )
+        separator_id = self.separator_id if separator_id is None else separator_id
+        features = _examples(features)
+        if not isinstance(features, (list, tuple)) or not features:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        ids, starts = self._flat(features, "input_ids")
+        lengths = np.diff(starts)
+        batch: dict[str, Any] = {"input_ids": ids}
+        if "labels" in features[0]:
+            source, label_starts = self._flat(features, "labels")
+        else:
+            source, label_starts = ids, starts
+        # per example: [separator_id] + labels[1:]; an empty example still contributes its separator
+        label_lengths = np.diff(label_starts)
+        pieces_len = np.maximum(label_lengths, 1)
+        labels = np.empty(int(pieces_len.sum()), dtype=np.int64)
+        out_starts = np.concatenate([[0], np.cumsum(pieces_len)])
+        positions = np.arange(len(labels)) - np.repeat(out_starts[:-1], pieces_len)
+        source_index = np.repeat(label_starts[:-1], pieces_len) + positions
+        valid = positions > 0
+        labels[valid] = source[source_index[valid]]
+        labels[~valid] = separator_id
+        batch["labels"] = labels
+        if self.return_position_ids:
+            batch["position_ids"] = self.position_ids_start + (np.arange(len(ids)) - np.repeat(starts[:-1], lengths))
+        if self.return_seq_idx:
+            batch["seq_idx"] = np.repeat(np.arange(len(features)), lengths).astype(np.int32)
+        if self.return_flash_attn_kwargs:
+            cu = starts.astype(np.int32)
+            batch["cu_seq_lens_q"] = cu
+            batch["cu_seq_lens_k"] = cu.copy()
+            longest = int(lengths.max()) if len(lengths) else 0
+            batch["max_length_q"] = batch["max_length_k"] = longest
+        for key in ("input_ids", "labels", "position_ids", "seq_idx"):
+            if key in batch:
+                batch[key] = batch[key].reshape(1, -1)
+        if return_tensors == "pt":
+            torch = _torch()
+            for key, value in batch.items():
+                if isinstance(value, np.ndarray):
+                    batch[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return batch
