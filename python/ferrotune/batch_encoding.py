@@ -31,6 +31,13 @@ class BatchEncoding(UserDict):
     """A dict of model inputs, like transformers' ``BatchEncoding``: ``enc["input_ids"]``, ``enc.input_ids``,
     ``enc.keys()``, and ``enc.to(device)`` when it holds torch tensors."""
 
+    def __init__(self, data: Any = None, /, **kwargs: Any) -> None:
+        # One C-level dict copy: UserDict's own __init__ sets keys one by one through Python, which is most of
+        # the cost of a small collated batch.
+        self.data = dict(data) if data is not None else {}
+        if kwargs:
+            self.data.update(kwargs)
+
     def __getattr__(self, item: str) -> Any:
         if item == "data":  # only reached before __init__ has set it (e.g. while unpickling)
             raise AttributeError(item)

@@ -56,9 +56,7 @@ def _padding_strategy(padding: Any, max_length: int | None, tokenizer: Any) -> t
         if not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool) or max_length < 0:
             raise InvalidArgumentError(f"max_length must be a non-negative int or None, got {max_length!r}")
         return "max_length", int(max_length)
-    raise InvalidArgumentError(
-        f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
-    )
+    raise InvalidArgumentError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
 
 
 def _check_multiple(pad_to_multiple_of: Any) -> int | None:
@@ -82,7 +80,8 @@ def _no_pad_token_error(tokenizer: Any) -> InvalidArgumentError:
     return InvalidArgumentError(
         "Asking to pad but the tokenizer does not have a padding token. "
         "Please select a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` "
-        f"or add a new pad token via `tokenizer.add_special_tokens({{'pad_token': '[PAD]'}})` ({type(tokenizer).__name__})."
+        "or add a new pad token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})` "
+        f"({type(tokenizer).__name__})."
     )
 
 
@@ -172,7 +171,7 @@ def _collate(
 
 
 def _to_tensor(name: str, kind: str, data: Any, starts: Any, return_tensors: str) -> Any:
-    if kind == "padded":
+    if kind == "padded" or kind == "int":
         return _torch().from_numpy(data) if return_tensors == "pt" else data
     if kind == "ragged":
         column = Column(data, starts, None)
@@ -181,8 +180,6 @@ def _to_tensor(name: str, kind: str, data: Any, starts: Any, return_tensors: str
             matrix = data.reshape(len(lengths), int(lengths[0]))
             return _torch().from_numpy(matrix) if return_tensors == "pt" else matrix
         return column.to_torch(name) if return_tensors == "pt" else column.to_numpy()
-    if kind == "int":
-        return _torch().from_numpy(data) if return_tensors == "pt" else data
     if kind == "float":
         if return_tensors == "pt":
             torch = _torch()
@@ -191,10 +188,17 @@ def _to_tensor(name: str, kind: str, data: Any, starts: Any, return_tensors: str
     return convert_value(data, name, return_tensors)
 
 
-def _torch() -> Any:
-    import torch
+_TORCH: Any = None
 
-    return torch
+
+def _torch() -> Any:
+    """torch, imported on first use (ferrotune works without it for NumPy output)."""
+    global _TORCH
+    if _TORCH is None:
+        import torch
+
+        _TORCH = torch
+    return _TORCH
 
 
 def _batch(columns: list[tuple[str, str, Any, Any]], return_tensors: str) -> dict[str, Any]:
@@ -442,7 +446,7 @@ class DataCollatorForLanguageModeling:
             if self.tokenizer.pad_token_id is not None:
                 labels[labels == self.tokenizer.pad_token_id] = -100
         batch["labels"] = ("padded", labels, None)
-        out = {name: _to_tensor(name, kind, data, starts, return_tensors) for name, (kind, data, starts) in batch.items()}
+        out = {name: _to_tensor(name, *column, return_tensors) for name, column in batch.items()}
         return BatchEncoding(out) if first is not None else out
 
     def _special_ids(self) -> list[int]:
