@@ -133,6 +133,18 @@ def mrpc_pairs(n: int) -> tuple[list[str], list[str]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+def mrpc_labels(n: int) -> list[int]:
+    """The ``Quality`` labels (1 = paraphrase) of the first ``n`` MRPC training pairs."""
+    path = _require_file("glue/MRPC/train.tsv")
+    labels = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            labels.append(int(row["Quality"]))
+            if len(labels) >= n:
+                break
+    return labels
+
+
 def sst2_sentences(n: int) -> list[str]:
     """The first ``n`` SST-2 training sentences."""
     return list(_sst2_sentences_cached(n))

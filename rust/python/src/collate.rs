@@ -186,6 +186,12 @@ fn finish<'py>(
         .collect()
 }
 
+/// A list of names as Python prints it: `['input_ids', 'label']`.
+fn py_list<S: AsRef<str>>(names: &[S]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{}'", n.as_ref())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 fn as_dict<'py>(
     py: Python<'py>,
     example: &Bound<'py, PyAny>,
@@ -303,7 +309,8 @@ pub fn collate_examples<'py>(
             "InvalidInputError",
             format!(
                 "You should supply an encoding or a list of encodings to this method that includes {main}, \
-                 but you provided {names:?}"
+                 but you provided {}",
+                py_list(&names)
             ),
         ));
     }
@@ -317,7 +324,11 @@ pub fn collate_examples<'py>(
             return Err(raise(
                 py,
                 "InvalidInputError",
-                format!("example {i} has different keys from example 0 (missing {missing:?}, extra {extra:?})"),
+                format!(
+                    "example {i} has different keys from example 0 (missing {}, extra {})",
+                    py_list(&missing),
+                    py_list(&extra)
+                ),
             ));
         }
     }
@@ -690,8 +701,9 @@ pub fn collate_arrow<'py>(
             "InvalidInputError",
             format!(
                 "You should supply an encoding or a list of encodings to this method that includes {}, \
-                 but you provided {names:?}",
-                settings.main()
+                 but you provided {}",
+                settings.main(),
+                py_list(&names)
             ),
         ));
     }
