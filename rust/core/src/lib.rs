@@ -10,6 +10,7 @@
 pub mod buffers;
 pub mod engine;
 pub mod error;
+pub mod fast_wordpiece;
 pub mod pad;
 pub mod parallel;
 
@@ -18,4 +19,5 @@ pub use engine::{
     EncodeRequest, EncodedBatch, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
 pub use error::{catch_panics, FerrotuneError, Result};
+pub use fast_wordpiece::FastWordPiece;
 pub use pad::{pad_columns, PadTarget, PaddedColumn};
