@@ -326,6 +326,13 @@ impl FastWordPiece {
     }
 
     /// Encodes `text[start..end]`, a piece with no added token in it.
+    ///
+    /// ASCII needs no NFD, has no accents, no Chinese characters and one-byte lowercase forms:
+    /// normalization and pre-tokenization reduce to one table lookup per byte. A stretch with
+    /// other characters, from the start of its word to the next ASCII space or punctuation, goes
+    /// to the general path. Cutting there is exact: every normalization step works on single
+    /// characters except NFD's reordering of combining marks, which never crosses an ASCII
+    /// character, and the pre-tokenizer ends a word there anyway.
     fn encode_piece<S: TokenSink>(
         &self,
         text: &str,
@@ -337,45 +344,61 @@ impl FastWordPiece {
         let Some(piece) = text.get(start..end) else {
             return;
         };
-        if piece.is_ascii() {
-            self.encode_ascii_piece(piece.as_bytes(), start, sink, scratch);
-        } else {
-            self.encode_general_piece(piece, start, sink, scratch);
-        }
-    }
-
-    /// ASCII needs no NFD, has no accents, no Chinese characters and one-byte lowercase forms:
-    /// normalization and pre-tokenization reduce to one table lookup per byte.
-    fn encode_ascii_piece<S: TokenSink>(
-        &self,
-        piece: &[u8],
-        base: usize,
-        sink: &mut S,
-        scratch: &mut Scratch,
-    ) {
+        let bytes = piece.as_bytes();
         scratch.word.clear();
         scratch.word_spans.clear();
-        for (i, &byte) in piece.iter().enumerate() {
+        let mut word_start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let byte = bytes[i];
+            if !byte.is_ascii() {
+                let stretch_end = bytes[i..]
+                    .iter()
+                    .position(|&b| b.is_ascii() && self.ends_word(b))
+                    .map_or(bytes.len(), |offset| i + offset);
+                scratch.word.clear();
+                scratch.word_spans.clear();
+                if let Some(stretch) = piece.get(word_start..stretch_end) {
+                    self.encode_general_piece(stretch, start + word_start, sink, scratch);
+                }
+                i = stretch_end;
+                word_start = stretch_end;
+                continue;
+            }
             match self.ascii_classes[usize::from(byte & 0x7f)] {
                 AsciiClass::Word(normalized) => {
                     scratch.word.push(normalized);
                     if S::WANTS_OFFSETS {
-                        scratch.word_spans.push((base + i, base + i + 1));
+                        scratch.word_spans.push((start + i, start + i + 1));
                     }
                 }
                 AsciiClass::Removed => {}
-                AsciiClass::Space => self.flush_word(sink, scratch, true),
+                AsciiClass::Space => {
+                    self.flush_word(sink, scratch, true);
+                    word_start = i + 1;
+                }
                 AsciiClass::Punctuation(normalized) => {
                     self.flush_word(sink, scratch, true);
                     scratch.word.push(normalized);
                     if S::WANTS_OFFSETS {
-                        scratch.word_spans.push((base + i, base + i + 1));
+                        scratch.word_spans.push((start + i, start + i + 1));
                     }
                     self.flush_word(sink, scratch, true);
+                    word_start = i + 1;
                 }
             }
+            i += 1;
         }
         self.flush_word(sink, scratch, true);
+    }
+
+    /// Whether this ASCII byte ends the word before it.
+    #[inline]
+    fn ends_word(&self, byte: u8) -> bool {
+        matches!(
+            self.ascii_classes[usize::from(byte & 0x7f)],
+            AsciiClass::Space | AsciiClass::Punctuation(_)
+        )
     }
 
     /// Any text: normalize character by character, keeping for each normalized character the

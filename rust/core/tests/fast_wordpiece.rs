@@ -327,6 +327,8 @@ fn hand_picked_texts() {
 fn every_vocabulary_entry() {
     let Some(pairs) = all_pairs() else { return };
     let vocab: Vec<String> = pairs[0].reference.get_vocab(true).into_keys().collect();
+    // Uncased and cased cover the vocabulary; the other variants get generated text.
+    let checked = &pairs[..2];
     let failures: Vec<String> = vocab
         .par_iter()
         .flat_map_iter(|entry| {
@@ -338,8 +340,9 @@ fn every_vocabulary_entry() {
                 format!("x{entry} {entry}y"),
             ]
         })
-        .filter_map(|text| check_all(pairs, &text).err())
+        .filter_map(|text| check_all(checked, &text).err())
         .collect();
+    eprintln!("checked {} vocabulary entries, 4 texts each", vocab.len());
     assert!(
         failures.is_empty(),
         "{} failures, first: {}",
@@ -388,12 +391,24 @@ fn real_data_matches() {
     let Some(pairs) = all_pairs() else { return };
     let Some(texts) = real_texts() else { return };
     // The real tokenizer and its cased twin cover the data; the other variants get generated text.
-    let checked = [&pairs[0], &pairs[1]];
+    let checked = &pairs[..2];
+    // The unoptimized crate needs minutes for all of it: debug builds check a sample.
+    let stride = if cfg!(debug_assertions) { 16 } else { 1 };
     let failures: Vec<String> = texts
         .par_iter()
-        .filter_map(|text| checked.iter().try_for_each(|pair| pair.check(text)).err())
+        .step_by(stride)
+        .filter_map(|text| check_all(checked, text).err())
         .collect();
-    eprintln!("checked {} real texts", texts.len());
+    eprintln!(
+        "checked {} of {} real texts{}",
+        texts.len().div_ceil(stride),
+        texts.len(),
+        if stride > 1 {
+            " (cargo test --release checks all)"
+        } else {
+            ""
+        }
+    );
     assert!(
         failures.is_empty(),
         "{} failures, first: {}",
@@ -410,9 +425,10 @@ fn pathological_inputs_take_linear_time() {
         "a".repeat(100_000),
         "a".repeat(1 << 20),
         "é".repeat(1 << 19),
-        format!("{} ", "ab".repeat(50)).repeat(10_000),
-        "[".repeat(1 << 20),
-        "[SE".repeat(1 << 18),
+        // The greedy search's worst case: 100-character words cut into 50 two-letter pieces.
+        format!("{} ", "ab".repeat(50)).repeat(2_000),
+        "[".repeat(1 << 17),
+        "[SE".repeat(1 << 16),
     ];
     for text in &texts {
         let started = Instant::now();
@@ -420,11 +436,14 @@ fn pathological_inputs_take_linear_time() {
         pair.fast.encode_ids_into(text, &mut ids);
         let _ = pair.fast.encode(text, true);
         let elapsed = started.elapsed();
-        assert!(
-            elapsed < Duration::from_secs(2),
-            "{} bytes took {elapsed:?}",
-            text.len()
+        eprintln!(
+            "{} bytes starting {:?}: {elapsed:?}",
+            text.len(),
+            text.chars().take(3).collect::<String>()
         );
+        // Unoptimized builds are some 20 times slower; the bound is for release builds.
+        let limit = Duration::from_secs(if cfg!(debug_assertions) { 20 } else { 1 });
+        assert!(elapsed < limit, "{} bytes took {elapsed:?}", text.len());
         pair.assert_matches(text);
     }
 }
