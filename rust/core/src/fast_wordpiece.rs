@@ -40,6 +40,7 @@ enum AsciiClass {
 
 /// The WordPiece vocabulary split by position: pieces that start a word, and pieces that continue
 /// one (stored without the continuing-subword prefix, so no key has to be built per lookup).
+#[derive(Clone)]
 struct Vocabulary {
     initial: FxHashMap<Box<[u8]>, u32>,
     continuation: FxHashMap<Box<[u8]>, u32>,
@@ -136,6 +137,7 @@ struct Scratch {
 }
 
 /// A native encoder for tokenizers whose pipeline is exactly BERT's; see the module docs.
+#[derive(Clone)]
 pub struct FastWordPiece {
     clean_text: bool,
     handle_chinese_chars: bool,
@@ -149,6 +151,21 @@ pub struct FastWordPiece {
     added_tokens: Vec<(Box<[u8]>, u32)>,
     /// Which bytes start an added token, to skip quickly to the next candidate.
     added_token_first_bytes: [bool; 256],
+}
+
+impl std::fmt::Debug for FastWordPiece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastWordPiece")
+            .field("clean_text", &self.clean_text)
+            .field("handle_chinese_chars", &self.handle_chinese_chars)
+            .field("strip_accents", &self.strip_accents)
+            .field("lowercase", &self.lowercase)
+            .field("vocab_size", &self.vocab.initial.len())
+            .field("unk_id", &self.unk_id)
+            .field("max_input_chars_per_word", &self.max_input_chars_per_word)
+            .field("added_tokens", &self.added_tokens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FastWordPiece {

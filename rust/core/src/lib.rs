@@ -4,6 +4,8 @@
 //!   stride, padding) straight into one contiguous buffer per output.
 //! * [`pad::pad_columns`] pads already-tokenized ragged rows, the work behind `tokenizer.pad` and the
 //!   data collators.
+//! * [`fast_wordpiece::FastWordPiece`] encodes BERT WordPiece pipelines natively, bit-identical to
+//!   the `tokenizers` crate and many times faster.
 //!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 

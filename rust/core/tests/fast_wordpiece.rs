@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ferrotune_core::FastWordPiece;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use tokenizers::{PostProcessorWrapper, Tokenizer};
@@ -466,7 +467,13 @@ fn palette_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    // Integration tests have no lib.rs for proptest to store regressions next to; a failure
+    // prints its minimal case, which belongs in `hand_picked_texts`.
+    #![proptest_config(ProptestConfig {
+        cases: 3000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn palette_strings_match(text in palette_text()) {
