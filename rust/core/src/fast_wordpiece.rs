@@ -544,9 +544,10 @@ impl FastWordPiece {
         } else {
             bytes.iter().filter(|&&b| !is_utf8_continuation(b)).count()
         };
-        if char_count > self.max_input_chars_per_word {
-            sink.push(self.unk_id, whole(bytes.len()), word);
-        } else if !self.word_pieces(bytes, ascii, sink, spans, word) {
+        // Too long, or some part matching no piece: the whole word is one unknown token.
+        let known = char_count <= self.max_input_chars_per_word
+            && self.word_pieces(bytes, ascii, sink, spans, word);
+        if !known {
             sink.push(self.unk_id, whole(bytes.len()), word);
         }
         scratch.word.clear();
