@@ -4,12 +4,15 @@
 //!   stride, padding) straight into one contiguous buffer per output.
 //! * [`pad::pad_columns`] pads already-tokenized ragged rows, the work behind `tokenizer.pad` and the
 //!   data collators.
+//! * [`fast_wordpiece::FastWordPiece`] encodes BERT WordPiece pipelines natively, bit-identical to
+//!   the `tokenizers` crate and many times faster.
 //!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 
 pub mod buffers;
 pub mod engine;
 pub mod error;
+pub mod fast_wordpiece;
 pub mod mlm;
 pub mod pad;
 pub mod parallel;
@@ -19,4 +22,5 @@ pub use engine::{
     EncodeRequest, EncodedBatch, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
 pub use error::{catch_panics, FerrotuneError, Result};
+pub use fast_wordpiece::FastWordPiece;
 pub use pad::{pad_columns, PadTarget, PaddedColumn};
