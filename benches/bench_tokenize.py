@@ -6,7 +6,9 @@ one call with padding=True, truncation=True, max_length=512, by:
   (a) transformers       AutoTokenizer(...)(texts, text_pair, ..., return_tensors="pt")
   (b) tokenizers raw     tokenizers.Tokenizer.encode_batch on the same tokenizer.json (truncation 512, batch padding)
       tokenizers+tensors the same, plus building the input_ids / token_type_ids / attention_mask torch tensors
-  (c) ferrotune          ferrotune.Tokenizer(...)(texts, text_pair, ..., return_tensors="pt")
+  (c) ferrotune          ferrotune.Tokenizer(...)(texts, text_pair, ..., return_tensors="pt"), with the encoder it
+                         picks (for the MiniLM tokenizer: its native BERT WordPiece, "fast-wordpiece")
+      ferrotune general  the same call forced onto the tokenizers crate's encoder (engine="general")
 
 Each variant is warmed up once, then timed `--repeats` times with time.perf_counter; the minimum is reported.
 Ratios are time(other) / time(ferrotune): above 1 means ferrotune is faster. Tokens are the non-padding tokens
@@ -38,7 +40,7 @@ MAX_LENGTH = 512
 DEFAULT_REPEATS = 5
 QUICK_LIMIT = 2000
 QUICK_REPEATS = 3
-VARIANTS = ("transformers", "tokenizers_raw", "tokenizers_tensors", "ferrotune")
+VARIANTS = ("transformers", "tokenizers_raw", "tokenizers_tensors", "ferrotune_general", "ferrotune")
 TENSOR_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
@@ -130,6 +132,7 @@ def load_tokenizers(model_dir: Path) -> dict[str, object]:
         "transformers": transformers.AutoTokenizer.from_pretrained(str(model_dir)),
         "tokenizers": raw,
         "ferrotune": ferrotune.Tokenizer.from_pretrained(str(model_dir)),
+        "ferrotune_general": ferrotune.Tokenizer.from_pretrained(str(model_dir), engine="general"),
     }
 
 
@@ -141,6 +144,7 @@ def make_runners(tokenizers_by_name: dict[str, object], corpus: Corpus) -> dict[
     hf_tok = tokenizers_by_name["transformers"]
     raw_tok = tokenizers_by_name["tokenizers"]
     ft_tok = tokenizers_by_name["ferrotune"]
+    ft_general = tokenizers_by_name["ferrotune_general"]
     raw_inputs = list(zip(corpus.texts, corpus.pairs, strict=True)) if corpus.pairs is not None else corpus.texts
 
     def run_transformers():
@@ -160,7 +164,11 @@ def make_runners(tokenizers_by_name: dict[str, object], corpus: Corpus) -> dict[
     def run_ferrotune():
         return ft_tok(corpus.texts, text_pair=corpus.pairs, **call_kwargs)
 
+    def run_ferrotune_general():
+        return ft_general(corpus.texts, text_pair=corpus.pairs, **call_kwargs)
+
     return {
+        "ferrotune_general": run_ferrotune_general,
         "transformers": run_transformers,
         "tokenizers_raw": run_tokenizers_raw,
         "tokenizers_tensors": run_tokenizers_tensors,
@@ -226,7 +234,9 @@ def benchmark_corpus(corpus: Corpus, tokenizers_by_name: dict[str, object], repe
         timing["examples_per_s"] = len(corpus.texts) / timing["best_s"]
         timing["tokens_per_s"] = tokens / timing["best_s"]
 
-    differences = compare_outputs(reference, outputs["ferrotune"])
+    differences = compare_outputs(reference, outputs["ferrotune"]) + [
+        f"general engine: {d}" for d in compare_outputs(reference, outputs["ferrotune_general"])
+    ]
     ferrotune_s = variants["ferrotune"]["best_s"]
     return {
         "examples": len(corpus.texts),
@@ -241,7 +251,9 @@ def benchmark_corpus(corpus: Corpus, tokenizers_by_name: dict[str, object], repe
             "x_transformers": variants["transformers"]["best_s"] / ferrotune_s,
             "x_tokenizers_raw": variants["tokenizers_raw"]["best_s"] / ferrotune_s,
             "x_tokenizers_tensors": variants["tokenizers_tensors"]["best_s"] / ferrotune_s,
+            "x_ferrotune_general": variants["ferrotune_general"]["best_s"] / ferrotune_s,
         },
+        "encoder": tokenizers_by_name["ferrotune"].encoder,
     }
 
 
@@ -271,11 +283,13 @@ def markdown_table(results: dict[str, dict]) -> str:
         "transformers s",
         "tokenizers raw s",
         "tokenizers+tensors s",
+        "ferrotune general s",
         "ferrotune s",
         "ferrotune M tok/s",
         "x transformers",
         "x tokenizers raw",
         "x tokenizers+tensors",
+        "x general engine",
         "identical",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -289,11 +303,13 @@ def markdown_table(results: dict[str, dict]) -> str:
             f"{best['transformers']:.3f}",
             f"{best['tokenizers_raw']:.3f}",
             f"{best['tokenizers_tensors']:.3f}",
+            f"{best['ferrotune_general']:.3f}",
             f"{best['ferrotune']:.3f}",
             f"{result['variants']['ferrotune']['tokens_per_s'] / 1e6:.2f}",
             f"{ratios['x_transformers']:.2f}",
             f"{ratios['x_tokenizers_raw']:.2f}",
             f"{ratios['x_tokenizers_tensors']:.2f}",
+            f"{ratios['x_ferrotune_general']:.2f}",
             str(result["identical"]),
         ]
         lines.append("| " + " | ".join(row) + " |")
@@ -359,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores; best of {args.repeats}; transformers {versions['transformers']}, "
         f"tokenizers {versions['tokenizers']}, ferrotune {versions['ferrotune']}, torch {versions['torch']}"
     )
+    print(f"ferrotune encoder: {tokenizers_by_name['ferrotune'].encoder}; 'general' = the tokenizers crate's encoder")
     print("x columns: time(other) / time(ferrotune), above 1 means ferrotune is faster.\n")
     print(markdown_table(results))
     print()

@@ -12,9 +12,10 @@ _Int64Array = npt.NDArray[np.int64]
 
 class Tokenizer:
     @staticmethod
-    def from_file(path: str | PathLike[str]) -> Tokenizer: ...
+    def from_file(path: str | PathLike[str], engine: str = "auto") -> Tokenizer: ...
     @staticmethod
-    def from_str(json: str) -> Tokenizer: ...
+    def from_str(json: str, engine: str = "auto") -> Tokenizer: ...
+    def encoder_name(self) -> str: ...
     def to_str(self) -> str: ...
     def encode_batch(
         self,
@@ -53,3 +54,35 @@ class Tokenizer:
     def get_vocab(self, with_added_tokens: bool = True) -> dict[str, int]: ...
     def num_special_tokens_to_add(self, is_pair: bool = False) -> int: ...
     def model_type(self) -> str: ...
+
+def collate_examples(
+    features: Any,
+    pad_values: list[tuple[str, int]],
+    create_attention_mask: bool,
+    padding: str,
+    max_length: int | None,
+    pad_to_multiple_of: int | None,
+    padding_side: str,
+    independent: list[tuple[str, int, str, int | None]] = ...,
+) -> list[tuple[str, str, Any, Any]]: ...
+def collate_arrow(
+    batch: Any,
+    pad_values: list[tuple[str, int]],
+    create_attention_mask: bool,
+    padding: str,
+    max_length: int | None,
+    pad_to_multiple_of: int | None,
+    padding_side: str,
+    independent: list[tuple[str, int, str, int | None]] = ...,
+) -> list[tuple[str, str, Any, Any]]: ...
+def mask_tokens(
+    input_ids: npt.NDArray[np.int64],
+    special_tokens_mask: npt.NDArray[np.int64] | None,
+    special_ids: list[int],
+    mlm_probability: float,
+    mask_replace_prob: float,
+    random_replace_prob: float,
+    mask_token_id: int,
+    vocab_size: int,
+    seed: int,
+) -> npt.NDArray[np.int64]: ...

@@ -105,12 +105,14 @@ class Tokenizer:
         model_input_names: list[str] | None = None,
         pad_token_type_id: int = 0,
         clean_up_tokenization_spaces: bool = False,
+        engine: str = "auto",
         **special_tokens: str | None,
     ) -> None:
         unknown = set(special_tokens) - set(SPECIAL_TOKEN_ATTRIBUTES)
         if unknown:
             raise InvalidArgumentError(f"unknown tokenizer settings: {sorted(unknown)}")
-        self._core = _core.Tokenizer.from_str(tokenizer_json)
+        self._core = _core.Tokenizer.from_str(tokenizer_json, engine)
+        self._engine = engine
         self.model_max_length = int(model_max_length)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
@@ -164,7 +166,7 @@ class Tokenizer:
         return cls.from_file(tokenizer_file, **settings)
 
     @classmethod
-    def from_transformers(cls, tokenizer: Any) -> Tokenizer:
+    def from_transformers(cls, tokenizer: Any, *, engine: str = "auto") -> Tokenizer:
         """Wraps the Rust tokenizer and settings of a transformers fast tokenizer."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
@@ -182,8 +184,16 @@ class Tokenizer:
             model_input_names=list(tokenizer.model_input_names),
             pad_token_type_id=tokenizer.pad_token_type_id,
             clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)),
+            engine=engine,
             **settings,
         )
+
+    @property
+    def encoder(self) -> str:
+        """The encoder tokenizing each sequence: ``"fast-wordpiece"`` (ferrotune's native BERT WordPiece,
+        picked automatically for pipelines it reproduces exactly) or ``"general"`` (the tokenizers crate).
+        ``Tokenizer.from_pretrained(path, engine="general")`` forces the latter."""
+        return self._core.encoder_name()
 
     # ----------------------------------------------------------------------------------------------
     # Pickling (DataLoader workers started with spawn receive a copy)
@@ -195,7 +205,7 @@ class Tokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        self._core = _core.Tokenizer.from_str(state.pop("_tokenizer_json"))
+        self._core = _core.Tokenizer.from_str(state.pop("_tokenizer_json"), state.get("_engine", "auto"))
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

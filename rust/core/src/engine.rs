@@ -17,6 +17,7 @@ use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
 
 use crate::buffers::{round_up, write_padded, Side};
 use crate::error::{FerrotuneError, Result};
+use crate::fast_wordpiece::FastWordPiece;
 
 /// Distinct truncation settings kept ready at once; more than this and the cache starts over.
 const MAX_CACHED_CONFIGURATIONS: usize = 16;
@@ -115,6 +116,30 @@ pub struct Engine {
     plain: Tokenizer,
     /// Clones of `base` with a truncation configured, one per distinct setting used so far.
     truncating: RwLock<HashMap<Truncation, Arc<Tokenizer>>>,
+    /// The native encoder for the pipeline, when there is one that reproduces it exactly (it then
+    /// replaces `plain`'s encoding of each sequence; special tokens and truncation stay the crate's).
+    fast: Option<FastWordPiece>,
+}
+
+/// Which encoder an [`Engine`] uses for the sequences of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// The native encoder when the pipeline has one, the tokenizers crate otherwise.
+    Auto,
+    /// Always the tokenizers crate (the reference the native encoders are tested against).
+    General,
+}
+
+impl EngineChoice {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(EngineChoice::Auto),
+            "general" => Ok(EngineChoice::General),
+            other => Err(FerrotuneError::InvalidArgument(format!(
+                "engine must be 'auto' or 'general', got {other:?}"
+            ))),
+        }
+    }
 }
 
 fn tokenization_error(err: tokenizers::Error) -> FerrotuneError {
@@ -123,20 +148,28 @@ fn tokenization_error(err: tokenizers::Error) -> FerrotuneError {
 
 impl Engine {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_file_with(path, EngineChoice::Auto)
+    }
+
+    pub fn from_file_with(path: impl AsRef<Path>, choice: EngineChoice) -> Result<Self> {
         let path = path.as_ref();
         let json =
             std::fs::read_to_string(path).map_err(|source| FerrotuneError::TokenizerFileIo {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Self::parse(&json, Some(path))
+        Self::parse(&json, Some(path), choice)
     }
 
     pub fn from_json(json: &str) -> Result<Self> {
-        Self::parse(json, None)
+        Self::parse(json, None, EngineChoice::Auto)
     }
 
-    fn parse(json: &str, path: Option<&Path>) -> Result<Self> {
+    pub fn from_json_with(json: &str, choice: EngineChoice) -> Result<Self> {
+        Self::parse(json, None, choice)
+    }
+
+    fn parse(json: &str, path: Option<&Path>, choice: EngineChoice) -> Result<Self> {
         let mut tokenizer: Tokenizer =
             json.parse()
                 .map_err(|err: tokenizers::Error| FerrotuneError::TokenizerFormat {
@@ -149,11 +182,25 @@ impl Engine {
             .with_padding(None);
         let mut plain = tokenizer.clone();
         plain.with_post_processor(None::<PostProcessorWrapper>);
+        let fast = match choice {
+            EngineChoice::Auto => FastWordPiece::from_tokenizer(&plain),
+            EngineChoice::General => None,
+        };
         Ok(Engine {
             plain,
             base: tokenizer,
             truncating: RwLock::new(HashMap::new()),
+            fast,
         })
+    }
+
+    /// The encoder in use: `"fast-wordpiece"` or `"general"` (the tokenizers crate).
+    pub fn encoder_name(&self) -> &'static str {
+        if self.fast.is_some() {
+            "fast-wordpiece"
+        } else {
+            "general"
+        }
     }
 
     /// The tokenizer as `tokenizer.json` text (without truncation or padding settings).
@@ -221,6 +268,9 @@ impl Engine {
         }
         self.check_truncation(request, pairs.is_some())?;
         let encodings = match request.truncation {
+            None if self.fast.is_some() => {
+                self.encode_in_two_steps(texts, pairs, &self.base, request)
+            }
             None => {
                 let inputs: Vec<EncodeInput> = match pairs {
                     None => texts
@@ -247,7 +297,7 @@ impl Engine {
                 // The tokenizers crate panics when `stride` does not fit in the room one sequence has
                 // left; report that as the bad argument it is.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.encode_truncated(texts, pairs, &configured, request)
+                    self.encode_in_two_steps(texts, pairs, &configured, request)
                 }))
                 .map_err(|payload| stride_error(payload, truncation.stride))?
             }
@@ -256,11 +306,13 @@ impl Engine {
         Ok(assemble(&encodings, request))
     }
 
-    /// Encodes with truncation in two steps: each sequence whole (no post-processor, no truncation),
-    /// then the configured tokenizer's `post_process` (truncation with overflow windows, special
-    /// tokens). The tokenizers crate (0.23.2) would otherwise stop tokenizing at `max_length` while
-    /// encoding, which ignores `stride` and loses overflow windows that transformers returns.
-    fn encode_truncated(
+    /// Encodes in two steps: each sequence whole (no post-processor, no truncation; natively when
+    /// the pipeline has a fast encoder), then the configured tokenizer's `post_process` (truncation
+    /// with overflow windows, special tokens), exactly what `encode` does inside the crate. With
+    /// truncation this is also a fix: the tokenizers crate (0.23.2) would otherwise stop tokenizing
+    /// at `max_length` while encoding, which ignores `stride` and loses overflow windows that
+    /// transformers returns.
+    fn encode_in_two_steps(
         &self,
         texts: &[String],
         pairs: Option<&[String]>,
@@ -268,7 +320,9 @@ impl Engine {
         request: &EncodeRequest,
     ) -> tokenizers::Result<Vec<Encoding>> {
         let encode_one = |text: &str| {
-            if request.outputs.offsets {
+            if let Some(fast) = &self.fast {
+                Ok(fast.encode(text, request.outputs.offsets))
+            } else if request.outputs.offsets {
                 self.plain.encode_char_offsets(text, false)
             } else {
                 self.plain.encode_fast(text, false)

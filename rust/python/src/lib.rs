@@ -9,7 +9,7 @@ use std::sync::Arc;
 mod collate;
 
 use ferrotune_core::engine::{
-    EncodeRequest, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
+    EncodeRequest, Engine, EngineChoice, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
 use ferrotune_core::pad::{pad_columns, PadColumn, PadTarget};
 use ferrotune_core::{catch_panics, FerrotuneError, Ragged, Side};
@@ -244,8 +244,10 @@ struct PyTokenizer {
 impl PyTokenizer {
     /// Loads a `tokenizer.json` file.
     #[staticmethod]
-    fn from_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let engine = run_detached(py, || Engine::from_file(&path))?;
+    #[pyo3(signature = (path, engine="auto"))]
+    fn from_file(py: Python<'_>, path: std::path::PathBuf, engine: &str) -> PyResult<Self> {
+        let choice = core_result(py, EngineChoice::parse(engine))?;
+        let engine = run_detached(py, || Engine::from_file_with(&path, choice))?;
         Ok(PyTokenizer {
             engine: Arc::new(engine),
         })
@@ -253,11 +255,18 @@ impl PyTokenizer {
 
     /// Parses the text of a `tokenizer.json`.
     #[staticmethod]
-    fn from_str(py: Python<'_>, json: String) -> PyResult<Self> {
-        let engine = run_detached(py, || Engine::from_json(&json))?;
+    #[pyo3(signature = (json, engine="auto"))]
+    fn from_str(py: Python<'_>, json: String, engine: &str) -> PyResult<Self> {
+        let choice = core_result(py, EngineChoice::parse(engine))?;
+        let engine = run_detached(py, || Engine::from_json_with(&json, choice))?;
         Ok(PyTokenizer {
             engine: Arc::new(engine),
         })
+    }
+
+    /// The encoder in use: "fast-wordpiece" (native) or "general" (the tokenizers crate).
+    fn encoder_name(&self) -> &'static str {
+        self.engine.encoder_name()
     }
 
     /// The tokenizer as `tokenizer.json` text.

@@ -1,0 +1,72 @@
+"""ferrotune picks its native BERT WordPiece encoder for the MiniLM tokenizer without being asked, and it gives the
+same output as the tokenizers crate's encoder (engine="general") on real data, for every output the call offers.
+
+(The differential grid against transformers in test_tokenizer_differential.py runs on the native encoder too,
+since it is the default; the Rust tests in rust/core/tests/fast_wordpiece.rs compare it with the crate on every
+line of ../shared/data, every vocabulary entry and generated Unicode.)
+"""
+
+from __future__ import annotations
+
+import ferrotune
+import numpy as np
+import pytest
+from conftest import load_dataset_slice
+
+
+@pytest.fixture(scope="module")
+def engines(minilm_dir):
+    fast = ferrotune.Tokenizer.from_pretrained(minilm_dir)
+    general = ferrotune.Tokenizer.from_pretrained(minilm_dir, engine="general")
+    return fast, general
+
+
+def test_fast_path_is_picked_automatically(engines, gpt2_dir):
+    fast, general = engines
+    assert fast.encoder == "fast-wordpiece"
+    assert general.encoder == "general"
+    assert ferrotune.Tokenizer.from_pretrained(gpt2_dir).encoder == "general"  # no native BPE yet
+
+
+def test_unknown_engine_is_refused(minilm_dir):
+    with pytest.raises(ferrotune.InvalidArgumentError, match="engine"):
+        ferrotune.Tokenizer.from_pretrained(minilm_dir, engine="turbo")
+
+
+OPTIONS = [
+    {"padding": True, "truncation": True},
+    {"return_offsets_mapping": True, "return_special_tokens_mask": True, "padding": True},
+    {"truncation": True, "max_length": 64, "stride": 16, "return_overflowing_tokens": True, "padding": True},
+    {"truncation": "only_second", "max_length": 48, "padding": "max_length", "return_offsets_mapping": True},
+    {"truncation": "only_second", "max_length": 128, "padding": "max_length", "return_offsets_mapping": True},
+    {"add_special_tokens": False, "padding": True, "return_length": True},
+]
+
+
+@pytest.mark.parametrize("dataset,n", [("mrpc", 3000), ("sst2", 20000), ("imdb", 1000)])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o))
+def test_fast_equals_general_engine(engines, dataset, n, options):
+    fast, general = engines
+    texts, pairs = load_dataset_slice(dataset, n)
+    if options.get("truncation") == "only_second" and pairs is None:
+        pytest.skip("only_second needs pairs")
+    try:
+        b = general(texts, pairs, return_tensors="np", **options)
+    except ferrotune.TokenizationError as error:  # e.g. a second sequence too short for only_second
+        with pytest.raises(ferrotune.TokenizationError, match="too short"):
+            fast(texts, pairs, return_tensors="np", **options)
+        assert "too short" in str(error)
+        return
+    a = fast(texts, pairs, return_tensors="np", **options)
+    assert list(a.keys()) == list(b.keys())
+    for key in b:
+        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_special_tokens_written_in_text(engines):
+    fast, general = engines
+    texts = ["hello [SEP] world", "[CLS][MASK]x", "[sep] lower", "[UNK]", "a[PAD]b", "Ünïcödé [MASK] 東京 🙂"]
+    for options in ({}, {"return_offsets_mapping": True, "return_special_tokens_mask": True}):
+        a, b = fast(texts, **options), general(texts, **options)
+        assert dict(a) == dict(b)
