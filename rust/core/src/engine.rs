@@ -16,6 +16,7 @@ use tokenizers::utils::truncation::{
 use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
 
 use crate::buffers::{round_up, write_padded, Side};
+use crate::direct::{build_row, DirectRow, Template};
 use crate::error::{FerrotuneError, Result};
 use crate::fast_wordpiece::FastWordPiece;
 
@@ -117,8 +118,10 @@ pub struct Engine {
     /// Clones of `base` with a truncation configured, one per distinct setting used so far.
     truncating: RwLock<HashMap<Truncation, Arc<Tokenizer>>>,
     /// The native encoder for the pipeline, when there is one that reproduces it exactly (it then
-    /// replaces `plain`'s encoding of each sequence; special tokens and truncation stay the crate's).
+    /// replaces `plain`'s encoding of each sequence).
     fast: Option<FastWordPiece>,
+    /// The post-processor as a template on ids, for the direct path (see [`crate::direct`]).
+    template: Option<Template>,
 }
 
 /// Which encoder an [`Engine`] uses for the sequences of a batch.
@@ -186,11 +189,15 @@ impl Engine {
             EngineChoice::Auto => FastWordPiece::from_tokenizer(&plain),
             EngineChoice::General => None,
         };
+        let template = fast
+            .as_ref()
+            .and_then(|_| Template::from_tokenizer(&tokenizer));
         Ok(Engine {
             plain,
             base: tokenizer,
             truncating: RwLock::new(HashMap::new()),
             fast,
+            template,
         })
     }
 
@@ -267,6 +274,17 @@ impl Engine {
             }
         }
         self.check_truncation(request, pairs.is_some())?;
+        if let (Some(fast), Some(template)) = (&self.fast, &self.template) {
+            if !request.outputs.offsets && !request.outputs.overflowing {
+                if let Some(truncation) = request.truncation {
+                    // The crate's own checks of the setting (stride against the room left), so
+                    // both paths refuse the same arguments with the same message.
+                    self.configured(truncation)?;
+                }
+                let rows = encode_direct(fast, template, texts, pairs, request)?;
+                return Ok(assemble(&rows, request));
+            }
+        }
         let encodings = match request.truncation {
             None if self.fast.is_some() => {
                 self.encode_in_two_steps(texts, pairs, &self.base, request)
@@ -404,14 +422,101 @@ fn stride_error(payload: Box<dyn std::any::Any + Send>, stride: usize) -> Ferrot
     }
 }
 
+/// The direct path (no offsets, no overflow windows): native ids, truncation and special tokens on
+/// id vectors.
+fn encode_direct(
+    fast: &FastWordPiece,
+    template: &Template,
+    texts: &[String],
+    pairs: Option<&[String]>,
+    request: &EncodeRequest,
+) -> Result<Vec<DirectRow>> {
+    (0..texts.len())
+        .into_maybe_par_iter()
+        .map(|i| {
+            let mut first = Vec::new();
+            fast.encode_ids_into(&texts[i], &mut first);
+            let second = pairs.map(|pairs| {
+                let mut second = Vec::new();
+                fast.encode_ids_into(&pairs[i], &mut second);
+                second
+            });
+            build_row(
+                template,
+                first,
+                second,
+                request.truncation.as_ref(),
+                request.add_special_tokens,
+            )
+        })
+        .collect()
+}
+
+/// What [`assemble`] reads of an encoded example.
+trait TokenRow: Sync {
+    fn ids(&self) -> &[u32];
+    fn type_ids(&self) -> &[u32];
+    fn attention_mask(&self) -> &[u32];
+    fn special_tokens_mask(&self) -> &[u32];
+    fn offsets(&self) -> &[(usize, usize)];
+    fn overflowing(&self) -> &[Self]
+    where
+        Self: Sized;
+    fn len(&self) -> usize {
+        self.ids().len()
+    }
+}
+
+impl TokenRow for Encoding {
+    fn ids(&self) -> &[u32] {
+        self.get_ids()
+    }
+    fn type_ids(&self) -> &[u32] {
+        self.get_type_ids()
+    }
+    fn attention_mask(&self) -> &[u32] {
+        self.get_attention_mask()
+    }
+    fn special_tokens_mask(&self) -> &[u32] {
+        self.get_special_tokens_mask()
+    }
+    fn offsets(&self) -> &[(usize, usize)] {
+        self.get_offsets()
+    }
+    fn overflowing(&self) -> &[Self] {
+        self.get_overflowing()
+    }
+}
+
+impl TokenRow for DirectRow {
+    fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+    fn type_ids(&self) -> &[u32] {
+        &self.type_ids
+    }
+    fn attention_mask(&self) -> &[u32] {
+        &self.attention_mask
+    }
+    fn special_tokens_mask(&self) -> &[u32] {
+        &self.special_tokens_mask
+    }
+    fn offsets(&self) -> &[(usize, usize)] {
+        &[]
+    }
+    fn overflowing(&self) -> &[Self] {
+        &[]
+    }
+}
+
 fn poisoned<T>(_: T) -> FerrotuneError {
     FerrotuneError::Internal("tokenizer cache lock poisoned by an earlier panic".into())
 }
 
 /// Flattens encodings (and their overflow windows when requested) into padded contiguous buffers.
-fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
+fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBatch {
     let outputs = request.outputs;
-    let mut rows: Vec<&Encoding> = Vec::with_capacity(encodings.len());
+    let mut rows: Vec<&T> = Vec::with_capacity(encodings.len());
     let mut mapping: Vec<i64> = Vec::new();
     for (sample, encoding) in encodings.iter().enumerate() {
         rows.push(encoding);
@@ -419,7 +524,7 @@ fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
             mapping.push(sample as i64);
             // Only the first level, as transformers reads `encoding.overflowing`: windows merged
             // from pairs carry nested copies of other combinations.
-            for window in encoding.get_overflowing() {
+            for window in encoding.overflowing() {
                 rows.push(window);
                 mapping.push(sample as i64);
             }
@@ -452,7 +557,7 @@ fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
     };
 
     let side = request.padding_side;
-    let fill = |pad: i64, values: fn(&Encoding) -> &[u32]| -> Vec<i64> {
+    let fill = |pad: i64, values: fn(&T) -> &[u32]| -> Vec<i64> {
         let mut out = vec![0i64; total];
         for (r, encoding) in rows.iter().enumerate() {
             let row = values(encoding).iter().map(|&v| v as i64);
@@ -461,21 +566,19 @@ fn assemble(encodings: &[Encoding], request: &EncodeRequest) -> EncodedBatch {
         out
     };
 
-    let input_ids = fill(request.pad_id, Encoding::get_ids);
+    let input_ids = fill(request.pad_id, T::ids);
     let token_type_ids = outputs
         .token_type_ids
-        .then(|| fill(request.pad_type_id, Encoding::get_type_ids));
-    let attention_mask = outputs
-        .attention_mask
-        .then(|| fill(0, Encoding::get_attention_mask));
+        .then(|| fill(request.pad_type_id, T::type_ids));
+    let attention_mask = outputs.attention_mask.then(|| fill(0, T::attention_mask));
     let special_tokens_mask = outputs
         .special_tokens_mask
-        .then(|| fill(1, Encoding::get_special_tokens_mask));
+        .then(|| fill(1, T::special_tokens_mask));
     let offsets = outputs.offsets.then(|| {
         let mut out = vec![0i64; 2 * total];
         for (r, encoding) in rows.iter().enumerate() {
             let flat: Vec<i64> = encoding
-                .get_offsets()
+                .offsets()
                 .iter()
                 .flat_map(|&(a, b)| [a as i64, b as i64])
                 .collect();

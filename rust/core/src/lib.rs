@@ -10,6 +10,7 @@
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 
 pub mod buffers;
+pub mod direct;
 pub mod engine;
 pub mod error;
 pub mod fast_wordpiece;
