@@ -109,6 +109,24 @@ impl Template {
                     ],
                 })
             }
+            // ByteLevel adds nothing; like every post-processor it gives the second sequence type
+            // id 1 (its offset trimming does not concern the direct path, which has no offsets).
+            "ByteLevel" => Some(Template {
+                single: vec![Piece::Sequence {
+                    second: false,
+                    type_id: 0,
+                }],
+                pair: vec![
+                    Piece::Sequence {
+                        second: false,
+                        type_id: 0,
+                    },
+                    Piece::Sequence {
+                        second: true,
+                        type_id: 1,
+                    },
+                ],
+            }),
             _ => None,
         }
     }

@@ -107,6 +107,36 @@ impl EncodedBatch {
     }
 }
 
+/// ferrotune's native encoders, each used only for the pipelines it reproduces exactly.
+#[derive(Debug, Clone)]
+enum FastEncoder {
+    WordPiece(FastWordPiece),
+}
+
+impl FastEncoder {
+    fn from_tokenizer(tokenizer: &Tokenizer) -> Option<Self> {
+        FastWordPiece::from_tokenizer(tokenizer).map(FastEncoder::WordPiece)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FastEncoder::WordPiece(_) => "fast-wordpiece",
+        }
+    }
+
+    fn encode(&self, text: &str, char_offsets: bool) -> Encoding {
+        match self {
+            FastEncoder::WordPiece(encoder) => encoder.encode(text, char_offsets),
+        }
+    }
+
+    fn encode_ids_into(&self, text: &str, out: &mut Vec<u32>) {
+        match self {
+            FastEncoder::WordPiece(encoder) => encoder.encode_ids_into(text, out),
+        }
+    }
+}
+
 /// A `tokenizer.json` ready to encode batches.
 pub struct Engine {
     /// The tokenizer with no truncation or padding of its own: transformers overrides whatever the
@@ -119,7 +149,7 @@ pub struct Engine {
     truncating: RwLock<HashMap<Truncation, Arc<Tokenizer>>>,
     /// The native encoder for the pipeline, when there is one that reproduces it exactly (it then
     /// replaces `plain`'s encoding of each sequence).
-    fast: Option<FastWordPiece>,
+    fast: Option<FastEncoder>,
     /// The post-processor as a template on ids, for the direct path (see [`crate::direct`]).
     template: Option<Template>,
 }
@@ -186,7 +216,7 @@ impl Engine {
         let mut plain = tokenizer.clone();
         plain.with_post_processor(None::<PostProcessorWrapper>);
         let fast = match choice {
-            EngineChoice::Auto => FastWordPiece::from_tokenizer(&plain),
+            EngineChoice::Auto => FastEncoder::from_tokenizer(&plain),
             EngineChoice::General => None,
         };
         let template = fast
@@ -203,11 +233,7 @@ impl Engine {
 
     /// The encoder in use: `"fast-wordpiece"` or `"general"` (the tokenizers crate).
     pub fn encoder_name(&self) -> &'static str {
-        if self.fast.is_some() {
-            "fast-wordpiece"
-        } else {
-            "general"
-        }
+        self.fast.as_ref().map_or("general", FastEncoder::name)
     }
 
     /// The tokenizer as `tokenizer.json` text (without truncation or padding settings).
@@ -425,7 +451,7 @@ fn stride_error(payload: Box<dyn std::any::Any + Send>, stride: usize) -> Ferrot
 /// The direct path (no offsets, no overflow windows): native ids, truncation and special tokens on
 /// id vectors.
 fn encode_direct(
-    fast: &FastWordPiece,
+    fast: &FastEncoder,
     template: &Template,
     texts: &[String],
     pairs: Option<&[String]>,
