@@ -12,6 +12,7 @@
 pub mod buffers;
 pub mod engine;
 pub mod error;
+pub mod fast_bpe;
 pub mod fast_wordpiece;
 pub mod mlm;
 pub mod pad;
@@ -22,5 +23,6 @@ pub use engine::{
     EncodeRequest, EncodedBatch, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
 pub use error::{catch_panics, FerrotuneError, Result};
+pub use fast_bpe::FastByteLevelBpe;
 pub use fast_wordpiece::FastWordPiece;
 pub use pad::{pad_columns, PadTarget, PaddedColumn};
