@@ -775,13 +775,105 @@ impl FastByteLevelBpe {
 
 #[cfg(test)]
 mod tests {
+    use super::{classify, Class, Words};
+    use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
     use tokenizers::utils::SysRegex;
+
+    /// The crate's GPT-2 pattern (`pre_tokenizers/byte_level.rs`).
+    const GPT2_PATTERN: &str =
+        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     fn matches(regex: &SysRegex, c: char) -> bool {
         let s = c.to_string();
         regex.find_iter(&s).next() == Some((0, s.len()))
     }
 
+    fn all_chars() -> impl Iterator<Item = char> {
+        (0..=0x10FFFFu32).filter_map(char::from_u32)
+    }
+
+    #[test]
+    fn classes_match_the_regex() {
+        let letter = SysRegex::new(r"\p{L}").unwrap();
+        let number = SysRegex::new(r"\p{N}").unwrap();
+        let space = SysRegex::new(r"\s").unwrap();
+        for c in all_chars() {
+            let expected = match (matches(&letter, c), matches(&number, c), matches(&space, c)) {
+                (true, false, false) => Class::Letter,
+                (false, true, false) => Class::Number,
+                (false, false, true) => Class::Space,
+                (false, false, false) => Class::Other,
+                classes => panic!("{c:?} is in several classes: {classes:?}"),
+            };
+            assert_eq!(classify(c), expected, "{c:?} (U+{:04X})", c as u32);
+        }
+    }
+
+    fn check_words(text: &str) -> Result<(), String> {
+        thread_local! {
+            static REGEX: SysRegex = SysRegex::new(GPT2_PATTERN).unwrap();
+        }
+        let expected: Vec<(usize, usize)> = REGEX.with(|re| re.find_iter(text).collect());
+        let got: Vec<(usize, usize)> = Words { s: text, at: 0 }.collect();
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!("{text:?}\n fast:  {got:?}\n regex: {expected:?}"))
+        }
+    }
+
+    #[test]
+    fn words_match_the_regex_on_hand_picked_texts() {
+        for text in [
+            "",
+            " ",
+            "a",
+            " a",
+            "  a",
+            "a  ",
+            "a \n b",
+            " \n\n x",
+            "\t x",
+            "'s 'S ''s 'll'd 're",
+            "x'sy ' ",
+            "   ",
+            "a1 1a ½² ١٢",
+            "!! ?? \u{a0}\u{a0}x \u{3000}y",
+        ] {
+            check_words(text).unwrap();
+        }
+    }
+
+    const PALETTE: &[&str] = &[
+        "a", "Z", "é", "中", "1", "١", "½", " ", "  ", "\t", "\n", "\r", "\u{a0}", "\u{85}",
+        "\u{2000}", "\u{2028}", "\u{3000}", "\u{200B}", "'", "s", "t", "re", "ve", "m", "ll", "d",
+        "S", "!", "?", "😀", "\u{301}", "\0", "\u{7f}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 5000,
+            failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn words_match_the_regex_on_palette_strings(
+            parts in prop::collection::vec(prop::sample::select(PALETTE), 0..30)
+        ) {
+            if let Err(message) = check_words(&parts.concat()) {
+                prop_assert!(false, "{}", message);
+            }
+        }
+
+        #[test]
+        fn words_match_the_regex_on_arbitrary_strings(text in any::<String>()) {
+            if let Err(message) = check_words(&text) {
+                prop_assert!(false, "{}", message);
+            }
+        }
+    }
     /// Prints the class tables from the crate's own regex engine.
     #[test]
     #[ignore]

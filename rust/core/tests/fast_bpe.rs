@@ -88,7 +88,7 @@ impl Pair {
 
         let name = self.name;
         let shown: String = if text.len() > 300 {
-            format!("{:?}... ({} bytes)", &text[..text.floor_char_boundary(300)], text.len())
+            format!("{:?}... ({} bytes)", &text[..floor_char_boundary(text, 300)], text.len())
         } else {
             format!("{text:?}")
         };
@@ -166,6 +166,15 @@ impl Pair {
             panic!("{message}");
         }
     }
+}
+
+/// The largest character boundary of `text` at or before `at` (`str::floor_char_boundary` is
+/// newer than the crate's minimum Rust).
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 /// GPT-2's tokenizer.json with `edit` applied.
@@ -467,7 +476,7 @@ fn end_of_text_marker_in_real_sentences() {
         .step_by(97)
         .enumerate()
         .map(|(i, text)| {
-            let cut = text.floor_char_boundary(i % text.len().max(1));
+            let cut = floor_char_boundary(text, i % text.len().max(1));
             format!("{}<|endoftext|>{}<|endoftext|>", &text[..cut], &text[cut..])
         })
         .filter_map(|text| check_all(pairs, &text).err())
