@@ -21,9 +21,9 @@ mod unicode_tables;
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dary_heap::QuaternaryHeap;
 use rustc_hash::FxHashMap;
 use tokenizers::models::ModelWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -37,13 +37,11 @@ type Piece = (u32, u32);
 
 /// Words this long or longer are not cached (the crate's own limit).
 const MAX_CACHED_WORD: usize = 256;
-/// Cached words per encoder and thread; the cache is emptied when it is full.
+/// Cached words per encoder and thread (some 10 MB); half are dropped when it is full, so that
+/// it follows the text without losing every frequent word at once.
 const CACHE_CAPACITY: usize = 1 << 17;
 /// Encoders whose caches a thread keeps at once.
 const CACHES_PER_THREAD: usize = 4;
-
-/// Where a symbol has no neighbour.
-const NONE: usize = usize::MAX;
 
 /// Distinguishes encoders in the per-thread caches; clones share theirs (same data, same words).
 static NEXT_ENCODER_ID: AtomicU64 = AtomicU64::new(0);
@@ -311,12 +309,12 @@ impl TokenSink for FullSink {
 
 /// A symbol of a word being merged: a doubly linked list over the word's bytes.
 #[derive(Debug, Clone, Copy)]
-struct Symbol {
+struct Symbol<P> {
     id: u32,
     /// Bytes covered; 0 once merged into the symbol on its left.
-    len: usize,
-    prev: usize,
-    next: usize,
+    len: P,
+    prev: P,
+    next: P,
 }
 
 /// Words already encoded by one encoder on this thread.
@@ -332,8 +330,8 @@ struct ThreadState {
     caches: Vec<WordCache>,
     /// A piece with the space `add_prefix_space` puts in front of it.
     prefixed: String,
-    symbols: Vec<Symbol>,
-    queue: BinaryHeap<Reverse<(u32, usize)>>,
+    symbols: Vec<Symbol<u32>>,
+    queue: QuaternaryHeap<Reverse<(u32, u32)>>,
     pieces: Vec<Piece>,
 }
 
@@ -450,7 +448,10 @@ impl FastByteLevelBpe {
         let mut vocab = FxHashMap::default();
         for (token, &id) in &string_vocab {
             // Entries with other characters can never equal a byte-level word.
-            let bytes: Option<Vec<u8>> = token.chars().map(|c| byte_of_char.get(&c).copied()).collect();
+            let bytes: Option<Vec<u8>> = token
+                .chars()
+                .map(|c| byte_of_char.get(&c).copied())
+                .collect();
             if let Some(bytes) = bytes {
                 vocab.insert(bytes.into_boxed_slice(), id);
             }
@@ -700,9 +701,15 @@ impl FastByteLevelBpe {
                 let cache = &mut state.caches[cache_index];
                 if word_bytes.len() < MAX_CACHED_WORD {
                     if cache.words.len() >= CACHE_CAPACITY {
-                        cache.words.clear();
+                        let mut keep = false;
+                        cache.words.retain(|_, _| {
+                            keep = !keep;
+                            keep
+                        });
                     }
-                    cache.words.insert(word_bytes.into(), pieces.as_slice().into());
+                    cache
+                        .words
+                        .insert(word_bytes.into(), pieces.as_slice().into());
                 }
                 state.pieces = pieces;
             }
@@ -714,29 +721,54 @@ impl FastByteLevelBpe {
     /// BPE on the bytes of one word, into `out`: the crate's `Word::merge_all` (a queue of
     /// adjacent pairs by rank then position over a linked list, so long words stay n log n).
     fn merge_word(&self, word: &[u8], out: &mut Vec<Piece>, state: &mut ThreadState) {
+        // Compact positions keep the queue and the list in cache; a word of 4 GiB or more (never
+        // seen, but a &str may hold one) takes the same algorithm with full-width positions.
+        if u32::try_from(word.len()).is_ok_and(|n| n < u32::MAX) {
+            self.merge_word_with(word, out, &mut state.symbols, &mut state.queue);
+        } else {
+            self.merge_word_with::<usize>(word, out, &mut Vec::new(), &mut QuaternaryHeap::new());
+        }
+    }
+
+    fn merge_word_with<P: Position>(
+        &self,
+        word: &[u8],
+        out: &mut Vec<Piece>,
+        symbols: &mut Vec<Symbol<P>>,
+        queue: &mut QuaternaryHeap<Reverse<(u32, P)>>,
+    ) {
         out.clear();
-        let symbols = &mut state.symbols;
-        let queue = &mut state.queue;
         symbols.clear();
-        queue.clear();
         let n = word.len();
         symbols.extend(word.iter().enumerate().map(|(i, &byte)| Symbol {
             id: self.byte_ids[usize::from(byte)],
-            len: 1,
-            prev: if i == 0 { NONE } else { i - 1 },
-            next: if i + 1 < n { i + 1 } else { NONE },
+            len: P::from_usize(1),
+            prev: if i == 0 {
+                P::NONE
+            } else {
+                P::from_usize(i - 1)
+            },
+            next: if i + 1 < n {
+                P::from_usize(i + 1)
+            } else {
+                P::NONE
+            },
         }));
-        for (pos, pair) in symbols.windows(2).enumerate() {
-            if let Some(&(rank, _)) = self.merges.get(&pair_key(pair[0].id, pair[1].id)) {
-                queue.push(Reverse((rank, pos)));
-            }
-        }
+        // Heapify the initial pairs at once, reusing the queue's buffer.
+        let mut initial = std::mem::take(queue).into_vec();
+        initial.clear();
+        initial.extend(symbols.windows(2).enumerate().filter_map(|(pos, pair)| {
+            let &(rank, _) = self.merges.get(&pair_key(pair[0].id, pair[1].id))?;
+            Some(Reverse((rank, P::from_usize(pos))))
+        }));
+        *queue = QuaternaryHeap::from(initial);
+
         while let Some(Reverse((rank, pos))) = queue.pop() {
-            let left = symbols[pos];
-            if left.len == 0 || left.next == NONE {
+            let left = symbols[pos.index()];
+            if left.len == P::ZERO || left.next == P::NONE {
                 continue;
             }
-            let right = symbols[left.next];
+            let right = symbols[left.next.index()];
             // Stale entry: one of the two symbols has grown since it was queued.
             let Some(&(current_rank, merged)) = self.merges.get(&pair_key(left.id, right.id))
             else {
@@ -745,21 +777,21 @@ impl FastByteLevelBpe {
             if current_rank != rank {
                 continue;
             }
-            symbols[pos].id = merged;
-            symbols[pos].len += right.len;
-            symbols[pos].next = right.next;
-            symbols[left.next].len = 0;
-            if right.next != NONE {
-                symbols[right.next].prev = pos;
-                if let Some(&(rank, _)) =
-                    self.merges.get(&pair_key(merged, symbols[right.next].id))
-                {
+            let merged_symbol = &mut symbols[pos.index()];
+            merged_symbol.id = merged;
+            merged_symbol.len = P::from_usize(left.len.index() + right.len.index());
+            merged_symbol.next = right.next;
+            symbols[left.next.index()].len = P::ZERO;
+            if right.next != P::NONE {
+                let after = &mut symbols[right.next.index()];
+                after.prev = pos;
+                if let Some(&(rank, _)) = self.merges.get(&pair_key(merged, after.id)) {
                     queue.push(Reverse((rank, pos)));
                 }
             }
-            if left.prev != NONE {
-                if let Some(&(rank, _)) = self.merges.get(&pair_key(symbols[left.prev].id, merged))
-                {
+            if left.prev != P::NONE {
+                let before = symbols[left.prev.index()];
+                if let Some(&(rank, _)) = self.merges.get(&pair_key(before.id, merged)) {
                     queue.push(Reverse((rank, left.prev)));
                 }
             }
@@ -767,9 +799,44 @@ impl FastByteLevelBpe {
         out.extend(
             symbols
                 .iter()
-                .filter(|symbol| symbol.len > 0)
-                .map(|symbol| (symbol.id, symbol.len as u32)),
+                .filter(|symbol| symbol.len != P::ZERO)
+                .map(|symbol| (symbol.id, symbol.len.index() as u32)),
         );
+    }
+}
+
+/// A symbol's position in its word: `u32` for any word under 4 GiB, `usize` beyond.
+trait Position: Copy + Eq + Ord {
+    const NONE: Self;
+    const ZERO: Self;
+    /// Only called with values that fit (the caller picks the type by the word's length).
+    fn from_usize(value: usize) -> Self;
+    fn index(self) -> usize;
+}
+
+impl Position for u32 {
+    const NONE: Self = u32::MAX;
+    const ZERO: Self = 0;
+    #[inline]
+    fn from_usize(value: usize) -> Self {
+        value as u32
+    }
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Position for usize {
+    const NONE: Self = usize::MAX;
+    const ZERO: Self = 0;
+    #[inline]
+    fn from_usize(value: usize) -> Self {
+        value
+    }
+    #[inline]
+    fn index(self) -> usize {
+        self
     }
 }
 
@@ -892,7 +959,10 @@ mod tests {
             }
             println!("pub(super) const {name}: &[(u32, u32)] = &[");
             for chunk in ranges.chunks(4) {
-                let parts: Vec<String> = chunk.iter().map(|(a, b)| format!("(0x{a:X}, 0x{b:X})")).collect();
+                let parts: Vec<String> = chunk
+                    .iter()
+                    .map(|(a, b)| format!("(0x{a:X}, 0x{b:X})"))
+                    .collect();
                 println!("    {},", parts.join(", "));
             }
             println!("];");

@@ -88,7 +88,11 @@ impl Pair {
 
         let name = self.name;
         let shown: String = if text.len() > 300 {
-            format!("{:?}... ({} bytes)", &text[..floor_char_boundary(text, 300)], text.len())
+            format!(
+                "{:?}... ({} bytes)",
+                &text[..floor_char_boundary(text, 300)],
+                text.len()
+            )
         } else {
             format!("{text:?}")
         };
@@ -218,8 +222,9 @@ fn all_pairs() -> Option<&'static [Pair]> {
     PAIRS
         .get_or_init(|| {
             let base = gpt2_json()?;
-            let prefix_space =
-                variant(base, |j| j["pre_tokenizer"]["add_prefix_space"] = json!(true));
+            let prefix_space = variant(base, |j| {
+                j["pre_tokenizer"]["add_prefix_space"] = json!(true)
+            });
             let mut special_as_text = reference_tokenizer(&with_extra_added(base));
             special_as_text.set_encode_special_tokens(true);
             let pairs = vec![
@@ -256,9 +261,13 @@ fn rejects_pipelines_it_does_not_reproduce() {
         variant(base, |j| j["normalizer"] = json!({"type": "NFC"})),
         variant(base, |j| j["pre_tokenizer"] = json!({"type": "Whitespace"})),
         variant(base, |j| j["pre_tokenizer"]["use_regex"] = json!(false)),
-        variant(base, |j| {
-            j["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [base["pre_tokenizer"]]})
-        }),
+        variant(
+            base,
+            |j| {
+                j["pre_tokenizer"] =
+                    json!({"type": "Sequence", "pretokenizers": [base["pre_tokenizer"]]})
+            },
+        ),
         variant(base, |j| j["model"]["dropout"] = json!(0.5)),
         variant(base, |j| j["model"]["end_of_word_suffix"] = json!("</w>")),
         variant(base, |j| j["added_tokens"][0]["lstrip"] = json!(true)),
@@ -286,7 +295,9 @@ fn rejects_pipelines_it_does_not_reproduce() {
     }
     let accepted = [
         variant(base, |j| j["model"]["dropout"] = json!(0.0)),
-        variant(base, |j| j["model"]["continuing_subword_prefix"] = Value::Null),
+        variant(base, |j| {
+            j["model"]["continuing_subword_prefix"] = Value::Null
+        }),
         variant(base, |j| j["added_tokens"][0]["normalized"] = json!(false)),
         variant(base, |j| j["added_tokens"][0]["special"] = json!(false)),
     ];
@@ -347,8 +358,14 @@ fn hand_picked_texts() {
 }
 
 /// What a byte-level vocabulary entry stands for, if it is valid UTF-8.
-fn decode_byte_level(entry: &str, byte_of_char: &std::collections::HashMap<char, u8>) -> Option<String> {
-    let bytes: Option<Vec<u8>> = entry.chars().map(|c| byte_of_char.get(&c).copied()).collect();
+fn decode_byte_level(
+    entry: &str,
+    byte_of_char: &std::collections::HashMap<char, u8>,
+) -> Option<String> {
+    let bytes: Option<Vec<u8>> = entry
+        .chars()
+        .map(|c| byte_of_char.get(&c).copied())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
@@ -518,8 +535,10 @@ fn pathological_inputs_take_linear_time() {
                 text.len(),
                 text.chars().take(3).collect::<String>()
             );
-            // Unoptimized builds are some 20 times slower; the bound is for release builds.
-            let limit = Duration::from_secs(if cfg!(debug_assertions) { 20 } else { 1 });
+            // Linear time is some 0.3 s for the megabyte of "a" (release, one core); the bound
+            // leaves room for a loaded machine and unoptimized builds, and is still far below
+            // what a quadratic merge would take.
+            let limit = Duration::from_secs(if cfg!(debug_assertions) { 60 } else { 5 });
             assert!(elapsed < limit, "{} bytes took {elapsed:?}", text.len());
             pair.assert_matches(text);
         }
