@@ -6,6 +6,7 @@
 //!   data collators.
 //! * [`fast_wordpiece::FastWordPiece`] encodes BERT WordPiece pipelines natively, bit-identical to
 //!   the `tokenizers` crate and many times faster.
+//! * [`fast_bpe::FastByteLevelBpe`] does the same for GPT-2 style byte-level BPE pipelines.
 //!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 
