@@ -238,6 +238,15 @@ fn all_pairs() -> Option<&'static [Pair]> {
                     "ignore_merges",
                     &variant(base, |j| j["model"]["ignore_merges"] = json!(true)),
                 ),
+                // Every byte has its token, so the unknown token and byte fallback never apply.
+                Pair::new(
+                    "unk_token, fuse_unk, byte_fallback",
+                    &variant(base, |j| {
+                        j["model"]["unk_token"] = json!("<|endoftext|>");
+                        j["model"]["fuse_unk"] = json!(true);
+                        j["model"]["byte_fallback"] = json!(true);
+                    }),
+                ),
                 Pair::new("extra added tokens", &with_extra_added(base)),
                 Pair::new(
                     "extra added tokens, add_prefix_space",
