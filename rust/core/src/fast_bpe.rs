@@ -40,6 +40,10 @@ const MAX_CACHED_WORD: usize = 256;
 /// Cached words per encoder and thread (some 10 MB); half are dropped when it is full, so that
 /// it follows the text without losing every frequent word at once.
 const CACHE_CAPACITY: usize = 1 << 17;
+/// Words up to this many bytes are merged without a queue.
+const SHORT_WORD: usize = 48;
+/// No merge for this pair (every real rank is below it).
+const NO_MERGE: u32 = u32::MAX;
 /// Encoders whose caches a thread keeps at once.
 const CACHES_PER_THREAD: usize = 4;
 
@@ -474,7 +478,8 @@ impl FastByteLevelBpe {
             };
             let merged = *string_vocab.get(&format!("{left}{right}"))?;
             let key = pair_key(*string_vocab.get(&left)?, *string_vocab.get(&right)?);
-            merges.insert(key, (u32::try_from(rank).ok()?, merged));
+            let rank = u32::try_from(rank).ok().filter(|&rank| rank != NO_MERGE)?;
+            merges.insert(key, (rank, merged));
         }
 
         let encode_special_tokens = tokenizer.get_encode_special_tokens();
@@ -721,12 +726,62 @@ impl FastByteLevelBpe {
     /// BPE on the bytes of one word, into `out`: the crate's `Word::merge_all` (a queue of
     /// adjacent pairs by rank then position over a linked list, so long words stay n log n).
     fn merge_word(&self, word: &[u8], out: &mut Vec<Piece>, state: &mut ThreadState) {
+        if word.len() <= SHORT_WORD {
+            self.merge_short_word(word, out);
+            return;
+        }
         // Compact positions keep the queue and the list in cache; a word of 4 GiB or more (never
         // seen, but a &str may hold one) takes the same algorithm with full-width positions.
         if u32::try_from(word.len()).is_ok_and(|n| n < u32::MAX) {
             self.merge_word_with(word, out, &mut state.symbols, &mut state.queue);
         } else {
             self.merge_word_with::<usize>(word, out, &mut Vec::new(), &mut QuaternaryHeap::new());
+        }
+    }
+
+    /// The same merges for a short word, without the queue: the pairs' ranks in an array,
+    /// scanned for the lowest (the leftmost of equal ones, as the queue orders them), and only
+    /// the two pairs around a merge looked up again.
+    fn merge_short_word(&self, word: &[u8], out: &mut Vec<Piece>) {
+        out.clear();
+        out.extend(
+            word.iter()
+                .map(|&byte| (self.byte_ids[usize::from(byte)], 1)),
+        );
+        let pair = |left: u32, right: u32| {
+            self.merges
+                .get(&pair_key(left, right))
+                .copied()
+                .unwrap_or((NO_MERGE, 0))
+        };
+        // (rank, merged id) of out[i] and out[i + 1].
+        let mut pairs = [(NO_MERGE, 0u32); SHORT_WORD];
+        for (slot, window) in pairs.iter_mut().zip(out.windows(2)) {
+            *slot = pair(window[0].0, window[1].0);
+        }
+        loop {
+            let live = out.len().saturating_sub(1);
+            let mut best = 0;
+            let mut best_rank = NO_MERGE;
+            for (i, &(rank, _)) in pairs[..live].iter().enumerate() {
+                if rank < best_rank {
+                    best = i;
+                    best_rank = rank;
+                }
+            }
+            if best_rank == NO_MERGE {
+                break;
+            }
+            let merged = pairs[best].1;
+            out[best] = (merged, out[best].1 + out[best + 1].1);
+            out.remove(best + 1);
+            pairs.copy_within(best + 1..live, best);
+            if best + 1 < out.len() {
+                pairs[best] = pair(merged, out[best + 1].0);
+            }
+            if best > 0 {
+                pairs[best - 1] = pair(out[best - 1].0, merged);
+            }
         }
     }
 
