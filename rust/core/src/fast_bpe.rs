@@ -593,6 +593,7 @@ impl FastByteLevelBpe {
 
     fn encode_with_state<S: TokenSink>(&self, text: &str, sink: &mut S, state: &mut ThreadState) {
         let bytes = text.as_bytes();
+        // The index of the next split, wrapping as the crate's `idx as u32` does.
         let mut word = 0u32;
         let mut piece_start = 0;
         let mut from = 0;
@@ -601,7 +602,7 @@ impl FastByteLevelBpe {
             if let Some(id) = id {
                 self.encode_second_pass(text, piece_start, start, sink, state, &mut word);
                 sink.push(id, (start, end), word);
-                word += 1;
+                word = word.wrapping_add(1);
                 piece_start = end;
             }
             from = end;
@@ -628,7 +629,7 @@ impl FastByteLevelBpe {
             if let Some(id) = id {
                 self.encode_piece(text, piece_start, match_start, sink, state, word);
                 sink.push(id, (match_start, match_end), *word);
-                *word += 1;
+                *word = word.wrapping_add(1);
                 piece_start = match_end;
             }
             from = match_end;
@@ -692,7 +693,7 @@ impl FastByteLevelBpe {
             if self.ignore_merges {
                 if let Some(&id) = self.vocab.get(word_bytes) {
                     push(&[(id, word_bytes.len() as u32)]);
-                    *word += 1;
+                    *word = word.wrapping_add(1);
                     continue;
                 }
             }
@@ -718,7 +719,7 @@ impl FastByteLevelBpe {
                 }
                 state.pieces = pieces;
             }
-            *word += 1;
+            *word = word.wrapping_add(1);
         }
         state.prefixed = prefixed;
     }
