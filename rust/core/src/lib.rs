@@ -6,6 +6,7 @@
 //!   data collators.
 //! * [`fast_wordpiece::FastWordPiece`] encodes BERT WordPiece pipelines natively, bit-identical to
 //!   the `tokenizers` crate and many times faster.
+//! * [`fast_bpe::FastByteLevelBpe`] does the same for GPT-2 style byte-level BPE pipelines.
 //!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 
@@ -13,6 +14,7 @@ pub mod buffers;
 pub mod direct;
 pub mod engine;
 pub mod error;
+pub mod fast_bpe;
 pub mod fast_wordpiece;
 pub mod mlm;
 pub mod pad;
@@ -23,5 +25,6 @@ pub use engine::{
     EncodeRequest, EncodedBatch, Engine, OutputSelection, Padding, Truncation, TruncationStrategy,
 };
 pub use error::{catch_panics, FerrotuneError, Result};
+pub use fast_bpe::FastByteLevelBpe;
 pub use fast_wordpiece::FastWordPiece;
 pub use pad::{pad_columns, PadTarget, PaddedColumn};
