@@ -1,9 +1,10 @@
-"""ferrotune picks its native BERT WordPiece encoder for the MiniLM tokenizer without being asked, and it gives the
-same output as the tokenizers crate's encoder (engine="general") on real data, for every output the call offers.
+"""ferrotune picks its native encoders (BERT WordPiece for MiniLM, byte-level BPE for GPT-2) without being asked,
+and they give the same output as the tokenizers crate's encoder (engine="general") on real data, for every output the
+call offers.
 
-(The differential grid against transformers in test_tokenizer_differential.py runs on the native encoder too,
-since it is the default; the Rust tests in rust/core/tests/fast_wordpiece.rs compare it with the crate on every
-line of ../shared/data, every vocabulary entry and generated Unicode.)
+(The differential grid against transformers in test_tokenizer_differential.py runs on the native encoders too,
+since they are the default; the Rust tests in rust/core/tests/fast_wordpiece.rs and fast_bpe.rs compare them with
+the crate on every line of ../shared/data, every vocabulary entry and generated Unicode.)
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import pytest
 from conftest import load_dataset_slice
 
 
-@pytest.fixture(scope="module")
-def engines(minilm_dir):
-    fast = ferrotune.Tokenizer.from_pretrained(minilm_dir)
-    general = ferrotune.Tokenizer.from_pretrained(minilm_dir, engine="general")
+@pytest.fixture(scope="module", params=["minilm", "gpt2"])
+def engines(request):
+    folder = request.getfixturevalue(f"{request.param}_dir")
+    fast = ferrotune.Tokenizer.from_pretrained(folder)
+    general = ferrotune.Tokenizer.from_pretrained(folder, engine="general")
+    if fast.pad_token is None:  # GPT-2: pad with eos, the usual fine-tuning setup
+        fast.pad_token = general.pad_token = fast.eos_token
     return fast, general
 
 
-def test_fast_path_is_picked_automatically(engines, gpt2_dir):
-    fast, general = engines
-    assert fast.encoder == "fast-wordpiece"
-    assert general.encoder == "general"
-    assert ferrotune.Tokenizer.from_pretrained(gpt2_dir).encoder == "general"  # no native BPE yet
+def test_fast_path_is_picked_automatically(minilm_dir, gpt2_dir):
+    assert ferrotune.Tokenizer.from_pretrained(minilm_dir).encoder == "fast-wordpiece"
+    assert ferrotune.Tokenizer.from_pretrained(gpt2_dir).encoder == "fast-bpe"
+    assert ferrotune.Tokenizer.from_pretrained(gpt2_dir, engine="general").encoder == "general"
 
 
 def test_unknown_engine_is_refused(minilm_dir):
@@ -67,6 +70,7 @@ def test_fast_equals_general_engine(engines, dataset, n, options):
 def test_special_tokens_written_in_text(engines):
     fast, general = engines
     texts = ["hello [SEP] world", "[CLS][MASK]x", "[sep] lower", "[UNK]", "a[PAD]b", "Ünïcödé [MASK] 東京 🙂"]
+    texts += ["a<|endoftext|>b", "<|endoftext|><|endoftext|>", " <|endoftext|> x  ", "it's  He'LL   \t\n"]
     for options in ({}, {"return_offsets_mapping": True, "return_special_tokens_mask": True}):
         a, b = fast(texts, **options), general(texts, **options)
         assert dict(a) == dict(b)

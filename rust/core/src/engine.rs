@@ -18,6 +18,7 @@ use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
 use crate::buffers::{round_up, write_padded, Side};
 use crate::direct::{build_row, DirectRow, Template};
 use crate::error::{FerrotuneError, Result};
+use crate::fast_bpe::FastByteLevelBpe;
 use crate::fast_wordpiece::FastWordPiece;
 
 /// Distinct truncation settings kept ready at once; more than this and the cache starts over.
@@ -110,29 +111,50 @@ impl EncodedBatch {
 /// ferrotune's native encoders, each used only for the pipelines it reproduces exactly.
 #[derive(Debug, Clone)]
 enum FastEncoder {
-    WordPiece(FastWordPiece),
+    WordPiece(Box<FastWordPiece>),
+    ByteLevelBpe(Box<FastByteLevelBpe>),
 }
 
 impl FastEncoder {
-    fn from_tokenizer(tokenizer: &Tokenizer) -> Option<Self> {
-        FastWordPiece::from_tokenizer(tokenizer).map(FastEncoder::WordPiece)
+    /// `plain` is the tokenizer without its post-processor (what the encoders reproduce), `base`
+    /// the full one.
+    fn from_tokenizer(plain: &Tokenizer, base: &Tokenizer) -> Option<Self> {
+        if let Some(encoder) = FastWordPiece::from_tokenizer(plain) {
+            return Some(FastEncoder::WordPiece(Box::new(encoder)));
+        }
+        // Offset trimming in a post-processor (ByteLevel / RoBERTa with trim_offsets) reads the
+        // token strings, which the native encoders leave empty: such pipelines stay general.
+        let trims_offsets = base.get_post_processor().is_some_and(|processor| {
+            serde_json::to_value(processor).map_or(true, |value| {
+                value.get("trim_offsets").and_then(|v| v.as_bool()) != Some(false)
+                    && value.get("type").and_then(|t| t.as_str()) != Some("TemplateProcessing")
+            })
+        });
+        if trims_offsets {
+            return None;
+        }
+        FastByteLevelBpe::from_tokenizer(plain)
+            .map(|encoder| FastEncoder::ByteLevelBpe(Box::new(encoder)))
     }
 
     fn name(&self) -> &'static str {
         match self {
             FastEncoder::WordPiece(_) => "fast-wordpiece",
+            FastEncoder::ByteLevelBpe(_) => "fast-bpe",
         }
     }
 
     fn encode(&self, text: &str, char_offsets: bool) -> Encoding {
         match self {
             FastEncoder::WordPiece(encoder) => encoder.encode(text, char_offsets),
+            FastEncoder::ByteLevelBpe(encoder) => encoder.encode(text, char_offsets),
         }
     }
 
     fn encode_ids_into(&self, text: &str, out: &mut Vec<u32>) {
         match self {
             FastEncoder::WordPiece(encoder) => encoder.encode_ids_into(text, out),
+            FastEncoder::ByteLevelBpe(encoder) => encoder.encode_ids_into(text, out),
         }
     }
 }
@@ -216,7 +238,7 @@ impl Engine {
         let mut plain = tokenizer.clone();
         plain.with_post_processor(None::<PostProcessorWrapper>);
         let fast = match choice {
-            EngineChoice::Auto => FastEncoder::from_tokenizer(&plain),
+            EngineChoice::Auto => FastEncoder::from_tokenizer(&plain, &tokenizer),
             EngineChoice::General => None,
         };
         let template = fast
@@ -231,7 +253,7 @@ impl Engine {
         })
     }
 
-    /// The encoder in use: `"fast-wordpiece"` or `"general"` (the tokenizers crate).
+    /// The encoder in use: `"fast-wordpiece"`, `"fast-bpe"` or `"general"` (the tokenizers crate).
     pub fn encoder_name(&self) -> &'static str {
         self.fast.as_ref().map_or("general", FastEncoder::name)
     }
