@@ -13,13 +13,11 @@ use ferrotune_core::Ragged;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyCapsule, PyCapsuleMethods, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
-};
+use pyo3::types::{PyBool, PyCapsule, PyCapsuleMethods, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use crate::{
-    core_result, extract_row, parse_pad_target, parse_side, raise, run_detached, type_error,
-    type_name,
+    core_result, extract_row, parse_pad_target, parse_side, raise, run_detached, sequence_items,
+    type_error, type_name,
 };
 
 /// One collated output column, in the order the batch's keys came.
@@ -258,11 +256,7 @@ pub fn collate_examples<'py>(
     padding_side: &str,
     independent: Vec<(String, i64, String, Option<usize>)>,
 ) -> PyResult<Vec<CollatedTuple<'py>>> {
-    let examples: Vec<Bound<'py, PyAny>> = if let Ok(list) = features.cast::<PyList>() {
-        list.iter().collect()
-    } else if let Ok(tuple) = features.cast::<PyTuple>() {
-        tuple.iter().collect()
-    } else {
+    let Some(examples) = sequence_items(features) else {
         return Err(type_error(
             py,
             format!(

@@ -82,11 +82,7 @@ fn extract_texts(
     texts: &Bound<'_, PyAny>,
     argument: &str,
 ) -> PyResult<Vec<String>> {
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = texts.cast::<PyList>() {
-        list.iter().collect()
-    } else if let Ok(tuple) = texts.cast::<PyTuple>() {
-        tuple.iter().collect()
-    } else {
+    let Some(items) = sequence_items(texts) else {
         return Err(type_error(
             py,
             format!(
@@ -209,11 +205,7 @@ fn extract_row(
 
 /// Extracts a batch of rows (a list or tuple of per-example sequences) into one ragged buffer.
 fn extract_rows(py: Python<'_>, rows: &Bound<'_, PyAny>, key: &str) -> PyResult<Ragged> {
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = rows.cast::<PyList>() {
-        list.iter().collect()
-    } else if let Ok(tuple) = rows.cast::<PyTuple>() {
-        tuple.iter().collect()
-    } else {
+    let Some(items) = sequence_items(rows) else {
         return Err(type_error(
             py,
             format!(
@@ -386,7 +378,6 @@ impl PyTokenizer {
     /// is the reference whose lengths set the padding, and `rows=None` asks for a column of ones
     /// shaped like the reference (a fresh attention mask). Returns `(key, values, starts, width)`.
     #[pyo3(signature = (columns, *, padding="longest", max_length=None, pad_to_multiple_of=None, padding_side="right"))]
-    #[allow(clippy::type_complexity)]
     fn pad<'py>(
         &self,
         py: Python<'py>,
@@ -395,14 +386,7 @@ impl PyTokenizer {
         max_length: Option<usize>,
         pad_to_multiple_of: Option<usize>,
         padding_side: &str,
-    ) -> PyResult<
-        Vec<(
-            String,
-            Bound<'py, PyArray1<i64>>,
-            Bound<'py, PyArray1<i64>>,
-            Option<usize>,
-        )>,
-    > {
+    ) -> PyResult<Vec<PaddedTuple<'py>>> {
         pad_impl(
             py,
             columns,
@@ -468,6 +452,25 @@ impl PyTokenizer {
     }
 }
 
+/// One padded column as Python receives it: `(key, values, starts, width)`.
+type PaddedTuple<'py> = (
+    String,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Option<usize>,
+);
+
+/// The items of a list or tuple (borrowed views), or None for anything else.
+fn sequence_items<'py>(obj: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
+    if let Ok(list) = obj.cast::<PyList>() {
+        Some(list.iter().collect())
+    } else if let Ok(tuple) = obj.cast::<PyTuple>() {
+        Some(tuple.iter().collect())
+    } else {
+        None
+    }
+}
+
 /// transformers' padding strategy (already resolved to a name) as a core padding target.
 fn parse_pad_target(
     py: Python<'_>,
@@ -497,7 +500,6 @@ fn parse_pad_target(
     })
 }
 
-#[allow(clippy::type_complexity)]
 fn pad_impl<'py>(
     py: Python<'py>,
     columns: Vec<(String, Option<Bound<'py, PyAny>>, i64)>,
@@ -505,14 +507,7 @@ fn pad_impl<'py>(
     max_length: Option<usize>,
     pad_to_multiple_of: Option<usize>,
     padding_side: &str,
-) -> PyResult<
-    Vec<(
-        String,
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i64>>,
-        Option<usize>,
-    )>,
-> {
+) -> PyResult<Vec<PaddedTuple<'py>>> {
     let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
     let side = parse_side(py, padding_side, "padding_side")?;
     let mut extracted: Vec<PadColumn> = Vec::with_capacity(columns.len());
