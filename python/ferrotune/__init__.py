@@ -14,12 +14,16 @@ from .collators import (
     DataCollatorWithPadding,
 )
 from .errors import (
+    ColumnNotFoundError,
+    DataSourceError,
+    DataSourceNotFoundError,
     EmptyBatchError,
     FerrotuneError,
     InputTypeError,
     InternalError,
     InvalidArgumentError,
     InvalidInputError,
+    StateDictError,
     TokenizationError,
     TokenizerFileError,
     TokenizerFileNotFoundError,
@@ -27,8 +31,23 @@ from .errors import (
 )
 from .tokenizer import Tokenizer
 
+# Imported on first use: they pull in torch and pyarrow, which `import ferrotune` does not need.
+_LAZY = {"StreamingLoader": "streaming", "tokenize_dataset": "datasets_map"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ferrotune' has no attribute {name!r}")
+
+
 __all__ = [
     "BatchEncoding",
+    "ColumnNotFoundError",
+    "DataSourceError",
+    "DataSourceNotFoundError",
     "DataCollatorForLanguageModeling",
     "DataCollatorForSeq2Seq",
     "DataCollatorForTokenClassification",
@@ -40,8 +59,11 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "InvalidInputError",
+    "StateDictError",
+    "StreamingLoader",
     "TokenizationError",
     "Tokenizer",
+    "tokenize_dataset",
     "TokenizerFileError",
     "TokenizerFileNotFoundError",
     "TokenizerFormatError",

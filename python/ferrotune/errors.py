@@ -17,6 +17,10 @@ __all__ = [
     "TokenizerFormatError",
     "TokenizationError",
     "InternalError",
+    "DataSourceError",
+    "DataSourceNotFoundError",
+    "ColumnNotFoundError",
+    "StateDictError",
 ]
 
 
@@ -58,3 +62,22 @@ class TokenizationError(FerrotuneError, ValueError):
 
 class InternalError(FerrotuneError, RuntimeError):
     """A bug in ferrotune (a Rust panic caught at the boundary). Please report it."""
+
+
+class DataSourceError(FerrotuneError, ValueError):
+    """Data that cannot be read: a corrupt or truncated Parquet/Arrow file, an unparsable JSONL line, no rows."""
+
+
+class DataSourceNotFoundError(DataSourceError, FileNotFoundError):
+    """A data file or folder that does not exist."""
+
+
+class ColumnNotFoundError(InvalidInputError, KeyError):
+    """A column named in the options is not in the data; the message lists the columns there are."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
+
+
+class StateDictError(InvalidArgumentError):
+    """A loader state that does not belong to this loader (other data, seed, batching or sharding)."""
