@@ -36,6 +36,8 @@ type RaggedArrays<'py> = (
     Option<Bound<'py, PyArray1<i64>>>,
 );
 
+type RowIndexArrays<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<i64>>, u64);
+
 type PackedArrays<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<i64>>,
@@ -340,7 +342,7 @@ pub fn index_line_rows<'py>(
     quote: Option<char>,
     has_header: bool,
     rows_per_unit: usize,
-) -> PyResult<(Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<i64>>, u64)> {
+) -> PyResult<RowIndexArrays<'py>> {
     let quote = match quote {
         None => None,
         Some(c) if c.is_ascii() => Some(c as u8),
