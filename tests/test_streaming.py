@@ -491,3 +491,20 @@ def test_tokenize_dataset_keep_columns_and_errors(corpora, minilm):
         ferrotune.tokenize_dataset(dataset, minilm, "text")
     lengths = np.array([len(ids) for ids in kept["input_ids"]])
     assert lengths.min() >= 2
+
+
+def test_count_batches_predicts_each_ranks_batches(mrpc_files, minilm):
+    for rank in range(2):
+        loader = _mrpc_loader(
+            mrpc_files["jsonl"],
+            minilm,
+            max_tokens=2048,
+            bucketing="length",
+            rank=rank,
+            world_size=2,
+            shuffle_buffer=600,
+        )
+        loader.set_epoch(3)
+        predicted = loader.count_batches(num_workers=2)
+        actual = len(list(torch.utils.data.DataLoader(loader, batch_size=None, num_workers=2)))
+        assert predicted == actual

@@ -451,6 +451,28 @@ class StreamingLoader(IterableDataset):
             batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
         return batch
 
+    def count_batches(self, epoch: int | None = None, num_workers: int = 0) -> int:
+        """How many batches this rank yields in ``epoch`` (default: the current one), summed over its
+        ``num_workers`` DataLoader workers. Reads and tokenizes this rank's share once (nothing of other
+        ranks), without collating. With ``max_tokens`` or ``packing`` the count depends on the lengths, so
+        ranks can differ: take the minimum over ranks (``accelerator.gather`` / ``all_reduce(MIN)``) and stop
+        there, or use ``accelerator.join_uneven_inputs``.
+        """
+        epoch = self._epoch if epoch is None else epoch
+        workers = max(num_workers, 1)
+        readers = self.world_size * workers
+        total = 0
+        for worker in range(workers):
+            reader = self.rank * workers + worker
+            segments = self._share(epoch, reader, readers)
+            size = sum(hi - lo for _, lo, hi in segments)
+            windows = -(-size // self.window)
+            for window in range(windows):
+                table = self._read_window(_slice_segments(segments, window * self.window, (window + 1) * self.window))
+                seed = _mix(self.seed, epoch, reader, readers, window)
+                total += len(self._plan(self._tokenize(table), seed, window == windows - 1))
+        return total
+
     def __iter__(self) -> Any:
         reader, readers = self._current_reader()
         expected = getattr(self, "_expected_reader", (None, None))
