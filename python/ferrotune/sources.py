@@ -264,6 +264,8 @@ class _LineSource(_Source):
         self.rows_per_unit = rows_per_unit
         self._index: tuple[list[int], list[int], int] | None = None
         self._columns: list[str] | None = None
+        # The last unit parsed: windows smaller than a unit read it several times.
+        self._cached: tuple[int, tuple[str, ...], Any] | None = None
 
     @property
     def _is_json(self) -> bool:
@@ -350,6 +352,15 @@ class _LineSource(_Source):
         return f"'{self.path}', line {self._line_of(part, row)}"
 
     def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        key = tuple(columns)
+        if self._cached is None or self._cached[:2] != (part, key):
+            self._cached = (part, key, self._parse(part, columns))
+        return self._cached[2].slice(lo, hi - lo)
+
+    def close(self) -> None:
+        self._cached = None
+
+    def _parse(self, part: int, columns: list[str]) -> Any:
         import pyarrow as pa
 
         offsets = self._row_index()[0]
@@ -385,7 +396,7 @@ class _LineSource(_Source):
                 f"'{self.path}': read {table.num_rows} rows where {self.parts()[part]} were indexed "
                 f"from line {self._line_of(part, 0)} on (a quoting mismatch? GLUE TSVs need csv_quoting=False)"
             )
-        return table.select(columns).slice(lo, hi - lo)
+        return table.select(columns)
 
     def _json_error(self, part: int, data: bytes, err: Exception) -> DataSourceError:
         before = self._line_of(part, 0) - 1
