@@ -629,4 +629,42 @@ mod tests {
         assert!(index_rows(&path, Some(b'"'), false, 1).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    proptest::proptest! {
+        #[test]
+        fn plans_cover_every_row_once_within_limits(
+            lengths in proptest::collection::vec(1usize..300, 0..400),
+            budget in 300usize..5000,
+            size in 1usize..64,
+            bucket: bool,
+            shuffle_rows: bool,
+            seed: u64,
+        ) {
+            let n = lengths.len();
+            for limit in [BatchLimit::Examples(size), BatchLimit::Tokens { max_tokens: budget, max_examples: Some(size) }] {
+                let spec = PlanSpec { limit, bucket_by_length: bucket, shuffle: shuffle_rows, drop_last: false, pad_to_multiple_of: Some(8) };
+                let batches = plan_batches(&lengths, &spec, seed).unwrap();
+                proptest::prop_assert_eq!(sorted_rows(&batches), (0..n).collect::<Vec<_>>());
+                for batch in &batches {
+                    proptest::prop_assert!(!batch.is_empty() && batch.len() <= size);
+                    if let BatchLimit::Tokens { max_tokens, .. } = limit {
+                        let width = batch.iter().map(|&r| round_up(lengths[r], Some(8))).max().unwrap();
+                        proptest::prop_assert!(batch.len() * width <= max_tokens);
+                    }
+                }
+            }
+            for split in [false, true] {
+                let packs = plan_packs(&lengths, budget, split, shuffle_rows, seed).unwrap();
+                let mut seen = vec![0usize; n];
+                for pack in &packs {
+                    let used: usize = pack.iter().map(|p| p.end - p.start).sum();
+                    proptest::prop_assert!(used >= 1 && used <= budget);
+                    for piece in pack {
+                        seen[piece.row] += piece.end - piece.start;
+                    }
+                }
+                proptest::prop_assert_eq!(&seen, &lengths);
+            }
+        }
+    }
 }
