@@ -136,9 +136,7 @@ class TokenRows:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]: ...
     def pack(
         self, pieces: npt.NDArray[np.int64], *, separator_id: int = -100, position_ids_start: int = 0
-    ) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], int
-    ]: ...
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], int]: ...
 
 def index_line_rows(
     path: str, *, quote: str | None = None, has_header: bool = False, rows_per_unit: int = 8192
