@@ -21,13 +21,13 @@ pub enum PadTarget {
 
 /// Rows of token ids that padding reads in place: a [`Ragged`], or another flat layout (the
 /// bindings read Arrow list buffers this way, with no intermediate copy).
-pub trait TokenRows: Sync {
+pub trait RowSource: Sync {
     fn rows(&self) -> usize;
     fn row_len(&self, row: usize) -> usize;
     /// Writes row `row` as i64 into `out`, which is exactly `row_len(row)` long.
     fn write_row(&self, row: usize, out: &mut [i64]);
 
-    // The loops below are trait methods so that, called through `dyn TokenRows`, each runs
+    // The loops below are trait methods so that, called through `dyn RowSource`, each runs
     // monomorphized with `row_len` / `write_row` inlined rather than one virtual call per row.
 
     /// The length of every row.
@@ -46,7 +46,7 @@ pub trait TokenRows: Sync {
     }
 
     /// Pads every row to `width` into `out`, a row-major `rows x width` matrix; every row must fit
-    /// (see [`TokenRows::fits`]).
+    /// (see [`RowSource::fits`]).
     fn pad_into(&self, width: usize, pad_value: i64, side: Side, out: &mut [i64]) {
         if width == 0 {
             return;
@@ -62,7 +62,7 @@ pub trait TokenRows: Sync {
     }
 }
 
-impl TokenRows for Ragged {
+impl RowSource for Ragged {
     fn rows(&self) -> usize {
         Ragged::rows(self)
     }
@@ -77,9 +77,9 @@ impl TokenRows for Ragged {
 }
 
 /// Rows of ones as long as another column's rows: an attention mask made without a buffer.
-pub struct OnesLike<'a>(pub &'a dyn TokenRows);
+pub struct OnesLike<'a>(pub &'a dyn RowSource);
 
-impl TokenRows for OnesLike<'_> {
+impl RowSource for OnesLike<'_> {
     fn rows(&self) -> usize {
         self.0.rows()
     }
@@ -137,7 +137,7 @@ pub fn pad_columns(
         return Ok(Vec::new());
     };
     let rows = reference.rows.rows();
-    let lengths = TokenRows::row_lengths(&reference.rows);
+    let lengths = RowSource::row_lengths(&reference.rows);
     for column in &columns[1..] {
         check_same_lengths(&reference.name, &lengths, &column.name, &column.rows)?;
     }
@@ -159,7 +159,7 @@ pub fn check_same_lengths(
     reference_name: &str,
     lengths: &[usize],
     name: &str,
-    column: &dyn TokenRows,
+    column: &dyn RowSource,
 ) -> Result<()> {
     let rows = lengths.len();
     if column.rows() != rows {
@@ -179,7 +179,7 @@ pub fn check_same_lengths(
 }
 
 #[inline]
-fn write_padded_row<R: TokenRows + ?Sized>(
+fn write_padded_row<R: RowSource + ?Sized>(
     rows: &R,
     row: usize,
     out: &mut [i64],
@@ -203,7 +203,7 @@ fn write_padded_row<R: TokenRows + ?Sized>(
 /// Pads each row of `rows` to `width` (rows already longer stay as they are).
 pub fn pad_rows(
     name: &str,
-    rows: &dyn TokenRows,
+    rows: &dyn RowSource,
     width: usize,
     pad_value: i64,
     side: Side,

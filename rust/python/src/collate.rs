@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use ferrotune_core::buffers::round_up;
 use ferrotune_core::mlm::{mask_tokens as core_mask_tokens, MaskingConfig};
 use ferrotune_core::pad::{
-    check_same_lengths, pad_rows, target_length, OnesLike, PadTarget, PaddedColumn, TokenRows,
+    check_same_lengths, pad_rows, target_length, OnesLike, PadTarget, PaddedColumn, RowSource,
 };
 use ferrotune_core::{catch_panics, Ragged, Side};
 use numpy::ndarray::Array2;
@@ -118,7 +118,7 @@ struct Gathered<'a> {
     /// Every column name in batch order.
     order: Vec<Cow<'a, str>>,
     /// Columns of token rows, padded by the plan.
-    rows: Vec<(Cow<'a, str>, Box<dyn TokenRows + 'a>)>,
+    rows: Vec<(Cow<'a, str>, Box<dyn RowSource + 'a>)>,
     /// Columns passed through (numbers, objects).
     other: Vec<(Cow<'a, str>, Collated)>,
 }
@@ -126,7 +126,7 @@ struct Gathered<'a> {
 /// One padding job: a column of rows and the matrix (or ragged rows) it becomes.
 struct PadJob<'j> {
     name: &'j str,
-    rows: &'j dyn TokenRows,
+    rows: &'j dyn RowSource,
     pad_value: i64,
     width: usize,
 }
@@ -199,7 +199,7 @@ impl CollatePlan {
         let main_width = target_length(lengths.iter().copied(), self.target, self.multiple);
         let mut jobs: Vec<PadJob<'_>> = Vec::with_capacity(rows.len() + 1);
         for (name, pad_value) in &self.pad_values {
-            let column: &dyn TokenRows = match find(name) {
+            let column: &dyn RowSource = match find(name) {
                 Some(column) => column,
                 None if create_mask && name == "attention_mask" => &ones,
                 None => continue,
@@ -974,7 +974,7 @@ struct ArrowRows<'a, O, V> {
     values: &'a [V],
 }
 
-impl<O: ListOffset, V: TokenValue> TokenRows for ArrowRows<'_, O, V> {
+impl<O: ListOffset, V: TokenValue> RowSource for ArrowRows<'_, O, V> {
     fn rows(&self) -> usize {
         self.offsets.len() - 1
     }
@@ -1002,7 +1002,7 @@ fn valid_offsets<O: ListOffset + PartialOrd + Default>(offsets: &[O], values: us
 }
 
 /// A list column read in place, and the index in its values child of its first value.
-type ListRows<'a> = (Box<dyn TokenRows + 'a>, usize);
+type ListRows<'a> = (Box<dyn RowSource + 'a>, usize);
 
 /// The rows of list column `column` (`rows` rows from logical row `base`) over integer values, or
 /// None when its values are not integers. Errors for malformed offsets.
@@ -1037,7 +1037,7 @@ fn arrow_rows<'a>(
         macro_rules! rows {
             ($t:ty) => {{
                 let values = &values.values::<$t>(1, base + len)?[base..];
-                let rows: Box<dyn TokenRows + 'a> = Box::new(ArrowRows { offsets, values });
+                let rows: Box<dyn RowSource + 'a> = Box::new(ArrowRows { offsets, values });
                 Some(Some((rows, first)))
             }};
         }
