@@ -379,3 +379,61 @@ def test_collators_pickle(tokenizers):
     seeded = ferrotune.DataCollatorForLanguageModeling(ft, seed=5)
     clone = pickle.loads(pickle.dumps(seeded))
     assert torch.equal(clone(examples)["labels"], seeded(examples)["labels"])
+
+
+def test_collators_pickle_after_use(tokenizers):
+    """A collator that has cached its padding plan still pickles and copies (the plan is rebuilt)."""
+    import copy
+
+    ft, hf = tokenizers
+    examples = tokenized_examples(hf, "mrpc", 8)
+    collator = ferrotune.DataCollatorWithPadding(ft)
+    first = collator(pa.RecordBatch.from_pylist(examples))
+    for clone in (pickle.loads(pickle.dumps(collator)), copy.deepcopy(collator)):
+        assert_same_batch(clone(pa.RecordBatch.from_pylist(examples)), first)
+
+
+@pytest.mark.parametrize("kind", ["lists", "arrow_batch"])
+def test_settings_changed_between_calls(minilm_dir, kind):
+    """Tokenizer and collator settings are read at every call, as transformers does, despite the cached plan."""
+    from conftest import load_pair
+
+    ft, hf = load_pair(minilm_dir)
+    examples = tokenized_examples(hf, "mrpc", 8)
+    ours = ferrotune.DataCollatorWithPadding(ft)
+    theirs = transformers.DataCollatorWithPadding(hf)
+    assert_same_batch(ours(as_kind(examples, kind)), theirs(examples))
+    ft.padding_side = hf.padding_side = "left"
+    assert_same_batch(ours(as_kind(examples, kind)), theirs(examples))
+    ft.model_input_names = hf.model_input_names = ["input_ids", "token_type_ids"]  # no attention mask created
+    no_mask = [{k: v for k, v in e.items() if k != "attention_mask"} for e in examples]
+    assert_same_batch(ours(as_kind(no_mask, kind)), theirs(no_mask))
+    ft.model_input_names = hf.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    ours.pad_to_multiple_of = theirs.pad_to_multiple_of = 16
+    ours.return_tensors = theirs.return_tensors = "np"
+    assert_same_batch(ours(as_kind(examples, kind)), theirs(examples))
+
+
+def test_arrow_batches_of_changing_schemas(tokenizers):
+    """One collator fed Arrow batches whose schemas differ from call to call (the exported schema is cached)."""
+    ft, hf = tokenizers
+    examples = tokenized_examples(hf, "mrpc", 8)
+    collator = ferrotune.DataCollatorWithPadding(ft)
+    reference = transformers.DataCollatorWithPadding(hf)
+    int32 = pa.list_(pa.int32())
+    variants = [
+        pa.RecordBatch.from_pylist(examples),
+        pa.RecordBatch.from_pylist(
+            examples,
+            schema=pa.schema(
+                [("input_ids", int32), ("token_type_ids", int32), ("attention_mask", int32), ("label", pa.int8())]
+            ),
+        ),
+        pa.RecordBatch.from_pylist([{"input_ids": e["input_ids"], "label": e["label"]} for e in examples]),
+        pa.Table.from_pylist(examples).slice(3, 4).to_batches()[0],
+    ]
+    for batch in variants + variants[::-1]:
+        rows = batch.to_pylist()
+        ours = collator(batch)
+        assert_same_batch(ours, reference(rows))
+        assert all(t.is_contiguous() for t in ours.values())

@@ -55,6 +55,24 @@ class Tokenizer:
     def num_special_tokens_to_add(self, is_pair: bool = False) -> int: ...
     def model_type(self) -> str: ...
 
+_Collated = list[tuple[str, str, Any, Any]]
+
+class CollatePlan:
+    def __init__(
+        self,
+        pad_values: list[tuple[str, int]],
+        create_attention_mask: bool,
+        padding: str,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+        padding_side: str,
+        independent: list[tuple[str, int, str, int | None]] = ...,
+    ) -> None: ...
+    def examples(self, features: Any) -> _Collated: ...
+    def arrow(self, batch: Any) -> _Collated: ...
+    def examples_dict(self, features: Any, convert: Any = None) -> tuple[dict[str, Any], list[str]]: ...
+    def arrow_dict(self, batch: Any, convert: Any = None) -> tuple[dict[str, Any], list[str]]: ...
+
 def collate_examples(
     features: Any,
     pad_values: list[tuple[str, int]],
@@ -64,7 +82,7 @@ def collate_examples(
     pad_to_multiple_of: int | None,
     padding_side: str,
     independent: list[tuple[str, int, str, int | None]] = ...,
-) -> list[tuple[str, str, Any, Any]]: ...
+) -> _Collated: ...
 def collate_arrow(
     batch: Any,
     pad_values: list[tuple[str, int]],
@@ -74,7 +92,7 @@ def collate_arrow(
     pad_to_multiple_of: int | None,
     padding_side: str,
     independent: list[tuple[str, int, str, int | None]] = ...,
-) -> list[tuple[str, str, Any, Any]]: ...
+) -> _Collated: ...
 def mask_tokens(
     input_ids: npt.NDArray[np.int64],
     special_tokens_mask: npt.NDArray[np.int64] | None,

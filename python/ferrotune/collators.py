@@ -108,9 +108,16 @@ def _pad_values(tokenizer: Any, strategy: str) -> tuple[list[tuple[str, int]], b
     return values, "attention_mask" in names
 
 
+# Types seen exporting a record batch themselves (pyarrow.RecordBatch...): a set lookup skips the checks below.
+_ARROW_BATCH_TYPES: set[type] = set()
+
+
 def _as_arrow_batch(features: Any) -> Any | None:
     """An Arrow record batch for the Arrow inputs (RecordBatch, Table, datasets.Dataset); None for the others."""
+    if type(features) in _ARROW_BATCH_TYPES:
+        return features
     if hasattr(features, "__arrow_c_array__") and not isinstance(features, (list, tuple, Mapping, np.ndarray)):
+        _ARROW_BATCH_TYPES.add(type(features))
         return features
     module = type(features).__module__
     if module.startswith("pyarrow") and hasattr(features, "to_batches"):  # pyarrow.Table
@@ -142,32 +149,85 @@ def _examples(features: Any) -> Any:
     return features
 
 
-def _collate(
+def _settings_key(tokenizer: Any, *settings: Any) -> tuple:
+    """Everything a padding plan is made from: the tokenizer's padding settings, read at every call as
+    transformers does, and the collator's own."""
+    names = getattr(tokenizer, "model_input_names", None)
+    return (
+        tokenizer.pad_token_id,
+        tokenizer.pad_token,
+        getattr(tokenizer, "padding_side", "right"),
+        tuple(names) if names else None,
+        getattr(tokenizer, "pad_token_type_id", 0),
+        getattr(tokenizer, "model_max_length", None),
+        *settings,
+    )
+
+
+def _make_plan(
     tokenizer: Any,
-    features: Any,
-    *,
-    padding: Any = True,
-    max_length: int | None = None,
-    pad_to_multiple_of: int | None = None,
-    independent: list[tuple[str, int, str, int | None]] | None = None,
-) -> list[tuple[str, str, Any, Any]]:
-    """Pads a batch in one Rust call; returns ``(name, kind, data, starts)`` per output column."""
+    padding: Any,
+    max_length: int | None,
+    pad_to_multiple_of: int | None,
+    independent: list[tuple[str, int, str, int | None]],
+) -> Any:
     strategy, length = _padding_strategy(padding, max_length, tokenizer)
     multiple = _check_multiple(pad_to_multiple_of)
     pad_values, create_mask = _pad_values(tokenizer, strategy)
-    arguments = (
-        pad_values,
-        create_mask,
-        strategy,
-        length,
-        multiple,
-        _padding_side(tokenizer),
-        independent or [],
-    )
+    return _core.CollatePlan(pad_values, create_mask, strategy, length, multiple, _padding_side(tokenizer), independent)
+
+
+class _PlanCache:
+    """Keeps the Rust padding plan of the last settings seen: the settings are read and compared at every call,
+    but resolved and parsed only when they change."""
+
+    _plan_key: Any = None
+    _plan_value: Any = None
+
+    def _plan(
+        self,
+        tokenizer: Any,
+        return_tensors: Any,
+        padding: Any,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+        independent: tuple[tuple[str, int, str, int | None], ...] = (),
+    ) -> tuple[Any, str, Any]:
+        """``(plan, return_tensors, convert)``: convert is ``torch.from_numpy`` for "pt", else None."""
+        key = _settings_key(tokenizer, return_tensors, padding, max_length, pad_to_multiple_of, independent)
+        if key != self._plan_key:
+            checked = _check_return_tensors(return_tensors)
+            plan = _make_plan(tokenizer, padding, max_length, pad_to_multiple_of, list(independent))
+            self._plan_value = (plan, checked, _torch().from_numpy if checked == "pt" else None)
+            self._plan_key = key
+        return self._plan_value
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan is a Rust object (not picklable) and cheap to rebuild.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_plan_key", "_plan_value")}
+
+
+def _collate(plan: Any, features: Any) -> list[tuple[str, str, Any, Any]]:
+    """Pads a batch in one Rust call; returns ``(name, kind, data, starts)`` per output column."""
     batch = _as_arrow_batch(features)
     if batch is not None:
-        return _core.collate_arrow(batch, *arguments)
-    return _core.collate_examples(_examples(features), *arguments)
+        return plan.arrow(batch)
+    return plan.examples(_examples(features))
+
+
+def _collate_dict(plan: Any, features: Any, return_tensors: str, convert: Any) -> dict[str, Any]:
+    """Pads a batch in one Rust call into ``{name: tensor or array}``."""
+    if type(features) is list:
+        out, pending = plan.examples_dict(features, convert)
+    else:
+        batch = _as_arrow_batch(features)
+        if batch is not None:
+            out, pending = plan.arrow_dict(batch, convert)
+        else:
+            out, pending = plan.examples_dict(_examples(features), convert)
+    for name in pending:  # columns Rust left to Python: ragged rows, floats, objects
+        out[name] = _to_tensor(name, *out[name], return_tensors)
+    return out
 
 
 def _to_tensor(name: str, kind: str, data: Any, starts: Any, return_tensors: str) -> Any:
@@ -201,16 +261,19 @@ def _torch() -> Any:
     return _TORCH
 
 
-def _batch(columns: list[tuple[str, str, Any, Any]], return_tensors: str) -> dict[str, Any]:
-    return {name: _to_tensor(name, kind, data, starts, return_tensors) for name, kind, data, starts in columns}
-
-
 def _first_example(features: Any) -> Mapping[str, Any] | None:
     if isinstance(features, (list, tuple)):
         if not features:
             raise EmptyBatchError("the batch is empty: a collator needs at least one example")
         return features[0] if isinstance(features[0], Mapping) else None
     return None
+
+
+def _label_column(features: Any) -> tuple[str, bool]:
+    """transformers' label key: "label" when the batch has it, else "labels"; and whether the batch has it."""
+    names = _column_names(features)
+    label_name = "label" if "label" in names else "labels"
+    return label_name, label_name in names
 
 
 def _column_names(features: Any) -> list[str]:
@@ -228,7 +291,7 @@ def _column_names(features: Any) -> list[str]:
 
 
 @dataclass
-class DataCollatorWithPadding:
+class DataCollatorWithPadding(_PlanCache):
     """transformers' ``DataCollatorWithPadding``: pads ``input_ids`` (and ``token_type_ids``, ``attention_mask``,
     ``special_tokens_mask``) to the longest example, ``max_length`` or a multiple; renames ``label`` /
     ``label_ids`` to ``labels``; other numeric keys pass through as tensors."""
@@ -240,15 +303,10 @@ class DataCollatorWithPadding:
     return_tensors: str = "pt"
 
     def __call__(self, features: Any) -> BatchEncoding:
-        return_tensors = _check_return_tensors(self.return_tensors)
-        columns = _collate(
-            self.tokenizer,
-            features,
-            padding=self.padding,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
+        plan, return_tensors, convert = self._plan(
+            self.tokenizer, self.return_tensors, self.padding, self.max_length, self.pad_to_multiple_of
         )
-        batch = _batch(columns, return_tensors)
+        batch = _collate_dict(plan, features, return_tensors, convert)
         for old in ("label", "label_ids"):
             if old in batch:
                 batch["labels"] = batch.pop(old)
@@ -256,7 +314,7 @@ class DataCollatorWithPadding:
 
 
 @dataclass
-class DataCollatorForTokenClassification:
+class DataCollatorForTokenClassification(_PlanCache):
     """transformers' ``DataCollatorForTokenClassification``: inputs padded as ``DataCollatorWithPadding`` does,
     labels padded to the same length with ``label_pad_token_id`` on the tokenizer's padding side."""
 
@@ -268,26 +326,24 @@ class DataCollatorForTokenClassification:
     return_tensors: str = "pt"
 
     def __call__(self, features: Any, return_tensors: str | None = None) -> BatchEncoding:
-        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
-        names = _column_names(features)
-        label_name = "label" if "label" in names else "labels"
-        independent = [(label_name, int(self.label_pad_token_id), "main", None)] if label_name in names else []
-        columns = _collate(
+        label_name, has_labels = _label_column(features)
+        independent = ((label_name, int(self.label_pad_token_id), "main", None),) if has_labels else ()
+        plan, return_tensors, convert = self._plan(
             self.tokenizer,
-            features,
-            padding=self.padding,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            independent=independent,
+            self.return_tensors if return_tensors is None else return_tensors,
+            self.padding,
+            self.max_length,
+            self.pad_to_multiple_of,
+            independent,
         )
-        batch = _batch(columns, return_tensors)
+        batch = _collate_dict(plan, features, return_tensors, convert)
         if label_name in batch:  # transformers puts the labels last
             batch[label_name] = batch.pop(label_name)
         return BatchEncoding(batch)
 
 
 @dataclass
-class DataCollatorForSeq2Seq:
+class DataCollatorForSeq2Seq(_PlanCache):
     """transformers' ``DataCollatorForSeq2Seq``: inputs padded by the tokenizer's rules, ``labels`` padded on their
     own (to their longest, or ``max_length``) with ``label_pad_token_id``; ``decoder_input_ids`` from
     ``model.prepare_decoder_input_ids_from_labels`` when the model has it."""
@@ -301,16 +357,13 @@ class DataCollatorForSeq2Seq:
     return_tensors: str = "pt"
 
     def __call__(self, features: Any, return_tensors: str | None = None) -> BatchEncoding:
-        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
-        names = _column_names(features)
-        label_name = "label" if "label" in names else "labels"
+        label_name, has_labels = _label_column(features)
         first = _first_example(features)
-        has_labels = label_name in names
         if has_labels and first is not None and all(f[label_name] is None for f in features):
             # transformers: {..., "labels": None} means no labels
             features = [{k: v for k, v in f.items() if k != label_name} for f in features]
             has_labels = False
-        independent = []
+        independent: tuple[tuple[str, int, str, int | None], ...] = ()
         if has_labels:
             padding = getattr(self.padding, "value", self.padding)
             if padding is False or padding == "do_not_pad":
@@ -319,28 +372,27 @@ class DataCollatorForSeq2Seq:
                 mode = "max_length"
             else:
                 mode = "longest"
-            independent = [(label_name, int(self.label_pad_token_id), mode, self.max_length)]
-        columns = _collate(
+            independent = ((label_name, int(self.label_pad_token_id), mode, self.max_length),)
+        plan, return_tensors, convert = self._plan(
             self.tokenizer,
-            features,
-            padding=self.padding,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            independent=independent,
+            self.return_tensors if return_tensors is None else return_tensors,
+            self.padding,
+            self.max_length,
+            self.pad_to_multiple_of,
+            independent,
         )
-        labels = next(((kind, data, starts) for name, kind, data, starts in columns if name == label_name), None)
-        batch = _batch([c for c in columns if c[0] != label_name], return_tensors)
-        if labels is None:
+        batch = _collate_dict(plan, features, return_tensors, convert)
+        if label_name not in batch:
             batch["labels"] = None
             return BatchEncoding(batch)
-        batch["labels"] = _to_tensor("labels", *labels, return_tensors)
+        batch["labels"] = batch.pop(label_name)
         if self.model is not None and hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
             batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
         return BatchEncoding(batch)
 
 
 @dataclass
-class DataCollatorForLanguageModeling:
+class DataCollatorForLanguageModeling(_PlanCache):
     """transformers' ``DataCollatorForLanguageModeling``. ``mlm=True``: 15% (``mlm_probability``) of the tokens that
     are not special or padding are selected; of those, ``mask_replace_prob`` become the mask token,
     ``random_replace_prob`` a random vocabulary id, the rest stay; labels are the original ids there and -100
@@ -419,7 +471,8 @@ class DataCollatorForLanguageModeling:
         return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
         first = _first_example(examples)
         if first is not None or isinstance(examples, Mapping) or _as_arrow_batch(examples) is not None:
-            columns = _collate(self.tokenizer, examples, pad_to_multiple_of=self.pad_to_multiple_of)
+            plan = self._plan(self.tokenizer, "np", True, None, self.pad_to_multiple_of)[0]
+            columns = _collate(plan, examples)
             batch: dict[str, Any] = {name: (kind, data, starts) for name, kind, data, starts in columns}
         else:
             batch = {"input_ids": self._collate_sequences(examples)}

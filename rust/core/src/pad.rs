@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::buffers::{round_up, write_padded, Ragged, Side};
+use crate::buffers::{round_up, Ragged, Side};
 use crate::error::{FerrotuneError, Result};
 use crate::parallel::parallelism_enabled;
 
@@ -17,6 +17,80 @@ pub enum PadTarget {
     Longest,
     /// A fixed length (`padding="max_length"`); longer rows are kept whole, never cut.
     Fixed(usize),
+}
+
+/// Rows of token ids that padding reads in place: a [`Ragged`], or another flat layout (the
+/// bindings read Arrow list buffers this way, with no intermediate copy).
+pub trait RowSource: Sync {
+    fn rows(&self) -> usize;
+    fn row_len(&self, row: usize) -> usize;
+    /// Writes row `row` as i64 into `out`, which is exactly `row_len(row)` long.
+    fn write_row(&self, row: usize, out: &mut [i64]);
+
+    // The loops below are trait methods so that, called through `dyn RowSource`, each runs
+    // monomorphized with `row_len` / `write_row` inlined rather than one virtual call per row.
+
+    /// The length of every row.
+    fn row_lengths(&self) -> Vec<usize> {
+        (0..self.rows()).map(|r| self.row_len(r)).collect()
+    }
+
+    /// The first row whose length differs from `lengths` (which has one entry per row).
+    fn first_length_mismatch(&self, lengths: &[usize]) -> Option<usize> {
+        (0..self.rows()).find(|&r| self.row_len(r) != lengths[r])
+    }
+
+    /// Whether every row fits in `width`, so that padding gives a `rows x width` matrix.
+    fn fits(&self, width: usize) -> bool {
+        (0..self.rows()).all(|r| self.row_len(r) <= width)
+    }
+
+    /// Pads every row to `width` into `out`, a row-major `rows x width` matrix; every row must fit
+    /// (see [`RowSource::fits`]).
+    fn pad_into(&self, width: usize, pad_value: i64, side: Side, out: &mut [i64]) {
+        if width == 0 {
+            return;
+        }
+        let fill = |(r, row_out): (usize, &mut [i64])| {
+            write_padded_row(self, r, row_out, pad_value, side);
+        };
+        if out.len() >= PARALLEL_MIN_VALUES && parallelism_enabled() {
+            out.par_chunks_mut(width).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(width).enumerate().for_each(fill);
+        }
+    }
+}
+
+impl RowSource for Ragged {
+    fn rows(&self) -> usize {
+        Ragged::rows(self)
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        Ragged::row_len(self, row)
+    }
+
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        out.copy_from_slice(self.row(row));
+    }
+}
+
+/// Rows of ones as long as another column's rows: an attention mask made without a buffer.
+pub struct OnesLike<'a>(pub &'a dyn RowSource);
+
+impl RowSource for OnesLike<'_> {
+    fn rows(&self) -> usize {
+        self.0.rows()
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        self.0.row_len(row)
+    }
+
+    fn write_row(&self, _row: usize, out: &mut [i64]) {
+        out.fill(1);
+    }
 }
 
 /// One named column of ragged rows and the value its padding is filled with.
@@ -63,25 +137,9 @@ pub fn pad_columns(
         return Ok(Vec::new());
     };
     let rows = reference.rows.rows();
+    let lengths = RowSource::row_lengths(&reference.rows);
     for column in &columns[1..] {
-        if column.rows.rows() != rows {
-            return Err(FerrotuneError::InvalidInput(format!(
-                "'{}' has {} examples but '{}' has {}",
-                column.name,
-                column.rows.rows(),
-                reference.name,
-                rows
-            )));
-        }
-        if let Some(r) = (0..rows).find(|&r| column.rows.row_len(r) != reference.rows.row_len(r)) {
-            return Err(FerrotuneError::InvalidInput(format!(
-                "example {r}: '{}' has {} values but '{}' has {}",
-                column.name,
-                column.rows.row_len(r),
-                reference.name,
-                reference.rows.row_len(r)
-            )));
-        }
+        check_same_lengths(&reference.name, &lengths, &column.name, &column.rows)?;
     }
     let width = target_length(
         (0..rows).map(|r| reference.rows.row_len(r)),
@@ -94,28 +152,66 @@ pub fn pad_columns(
         .collect())
 }
 
+/// Checks that `column` has, row for row, as many values as the reference column, whose row
+/// lengths are `lengths` (the columns padded together must line up: anything else is reported,
+/// never silently fixed).
+pub fn check_same_lengths(
+    reference_name: &str,
+    lengths: &[usize],
+    name: &str,
+    column: &dyn RowSource,
+) -> Result<()> {
+    let rows = lengths.len();
+    if column.rows() != rows {
+        return Err(FerrotuneError::InvalidInput(format!(
+            "'{name}' has {} examples but '{reference_name}' has {rows}",
+            column.rows()
+        )));
+    }
+    if let Some(r) = column.first_length_mismatch(lengths) {
+        return Err(FerrotuneError::InvalidInput(format!(
+            "example {r}: '{name}' has {} values but '{reference_name}' has {}",
+            column.row_len(r),
+            lengths[r]
+        )));
+    }
+    Ok(())
+}
+
+#[inline]
+fn write_padded_row<R: RowSource + ?Sized>(
+    rows: &R,
+    row: usize,
+    out: &mut [i64],
+    pad_value: i64,
+    side: Side,
+) {
+    let len = rows.row_len(row);
+    let fill = out.len() - len;
+    match side {
+        Side::Right => {
+            rows.write_row(row, &mut out[..len]);
+            out[len..].fill(pad_value);
+        }
+        Side::Left => {
+            out[..fill].fill(pad_value);
+            rows.write_row(row, &mut out[fill..]);
+        }
+    }
+}
+
 /// Pads each row of `rows` to `width` (rows already longer stay as they are).
 pub fn pad_rows(
     name: &str,
-    rows: &Ragged,
+    rows: &dyn RowSource,
     width: usize,
     pad_value: i64,
     side: Side,
 ) -> PaddedColumn {
     let n = rows.rows();
-    let uniform = (0..n).all(|r| rows.row_len(r) <= width);
-    if uniform {
+    if rows.fits(width) {
         let mut values = vec![0i64; n * width];
-        let fill = |(r, out): (usize, &mut [i64])| {
-            write_padded(out, rows.row(r).iter().copied(), pad_value, side);
-        };
-        if width > 0 {
-            if values.len() >= PARALLEL_MIN_VALUES && parallelism_enabled() {
-                values.par_chunks_mut(width).enumerate().for_each(fill);
-            } else {
-                values.chunks_mut(width).enumerate().for_each(fill);
-            }
-        }
+        rows.pad_into(width, pad_value, side, &mut values);
         PaddedColumn {
             name: name.to_string(),
             values,
@@ -125,16 +221,10 @@ pub fn pad_rows(
     } else {
         let mut out = Ragged::with_capacity(n, n * width);
         for r in 0..n {
-            let row = rows.row(r);
-            let len = row.len().max(width);
+            let len = rows.row_len(r).max(width);
             let begin = out.values.len();
             out.values.resize(begin + len, 0);
-            write_padded(
-                &mut out.values[begin..],
-                row.iter().copied(),
-                pad_value,
-                side,
-            );
+            write_padded_row(rows, r, &mut out.values[begin..], pad_value, side);
             out.starts.push(out.values.len());
         }
         PaddedColumn {
@@ -228,5 +318,24 @@ mod tests {
             assert_eq!(&got[49 - row.len()..], row.as_slice());
             assert!(got[..49 - row.len()].iter().all(|&v| v == -7));
         }
+    }
+
+    #[test]
+    fn pad_into_writes_in_place_and_ones_like_follows_lengths() {
+        let rows = ragged(&[&[1, 2, 3], &[4]]);
+        let mut out = [9i64; 8];
+        assert!(rows.fits(4) && !rows.fits(2));
+        rows.pad_into(4, 0, Side::Left, &mut out);
+        assert_eq!(out, [0, 1, 2, 3, 0, 0, 0, 4]);
+        let ones = OnesLike(&rows);
+        ones.pad_into(4, 0, Side::Right, &mut out);
+        assert_eq!(out, [1, 1, 1, 0, 1, 0, 0, 0]);
+        assert_eq!(ones.row_lengths(), vec![3, 1]);
+        let lengths = rows.row_lengths();
+        let other = ragged(&[&[1, 2, 3], &[4, 5]]);
+        let err = check_same_lengths("input_ids", &lengths, "labels", &other).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("example 1: 'labels' has 2 values but 'input_ids' has 1"));
     }
 }

@@ -556,7 +556,7 @@ extern "C" fn child_after_fork() {
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::collate::{collate_arrow, collate_examples, mask_tokens};
+    use super::collate::{collate_arrow, collate_examples, mask_tokens, CollatePlan};
     #[pymodule_export]
     use super::stream::{index_line_rows, PyTokenRows};
     #[pymodule_export]
