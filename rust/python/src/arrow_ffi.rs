@@ -1,38 +1,12 @@
 //! The Arrow C data interface, read by hand: one `__arrow_c_array__` call per array, then plain
 //! pointer reads of its buffers — no pyarrow object per column, example or token.
 
+use std::borrow::Cow;
 use std::ffi::{c_char, c_void, CStr};
 
 use ferrotune_core::Ragged;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-
-#[repr(C)]
-pub(crate) struct ArrowSchema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *mut *mut ArrowSchema,
-    dictionary: *mut ArrowSchema,
-    release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
-    private_data: *mut c_void,
-}
-
-#[repr(C)]
-pub(crate) struct ArrowArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *mut *const c_void,
-    children: *mut *mut ArrowArray,
-    dictionary: *mut ArrowArray,
-    release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
-    private_data: *mut c_void,
-}
 
 /// An array exported through `__arrow_c_array__`; the capsules own the structs (and release them
 /// when dropped), so views borrowed from it are valid while it lives.
@@ -68,29 +42,77 @@ impl<'py> Exported<'py> {
     }
 }
 
-/// A borrowed view of one exported array.
-#[derive(Clone, Copy)]
-pub(crate) struct ColumnView<'a> {
-    schema: &'a ArrowSchema,
-    array: &'a ArrowArray,
+#[repr(C)]
+pub(crate) struct ArrowSchema {
+    pub(crate) format: *const c_char,
+    pub(crate) name: *const c_char,
+    pub(crate) metadata: *const c_char,
+    pub(crate) flags: i64,
+    pub(crate) n_children: i64,
+    pub(crate) children: *mut *mut ArrowSchema,
+    pub(crate) dictionary: *mut ArrowSchema,
+    pub(crate) release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
+    pub(crate) private_data: *mut c_void,
 }
 
-fn c_str(ptr: *const c_char) -> String {
-    if ptr.is_null() {
-        return String::new();
+#[repr(C)]
+pub(crate) struct ArrowArray {
+    pub(crate) length: i64,
+    pub(crate) null_count: i64,
+    pub(crate) offset: i64,
+    pub(crate) n_buffers: i64,
+    pub(crate) n_children: i64,
+    pub(crate) buffers: *mut *const c_void,
+    pub(crate) children: *mut *mut ArrowArray,
+    pub(crate) dictionary: *mut ArrowArray,
+    pub(crate) release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
+    pub(crate) private_data: *mut c_void,
+}
+
+impl ArrowArray {
+    /// A released (empty) struct for an exporter to fill.
+    pub(crate) fn empty() -> Self {
+        ArrowArray {
+            length: 0,
+            null_count: 0,
+            offset: 0,
+            n_buffers: 0,
+            n_children: 0,
+            buffers: std::ptr::null_mut(),
+            children: std::ptr::null_mut(),
+            dictionary: std::ptr::null_mut(),
+            release: None,
+            private_data: std::ptr::null_mut(),
+        }
     }
-    // SAFETY: the C data interface guarantees NUL-terminated strings for format and name.
-    unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned()
+}
+
+/// A borrowed view of one exported column; valid while the export is alive.
+#[derive(Clone, Copy)]
+pub(crate) struct ColumnView<'a> {
+    pub(crate) schema: &'a ArrowSchema,
+    pub(crate) array: &'a ArrowArray,
+}
+
+/// A C string of the export (format or name); the C data interface makes them NUL-terminated.
+fn c_str<'a>(ptr: *const c_char) -> Cow<'a, str> {
+    if ptr.is_null() {
+        return Cow::Borrowed("");
+    }
+    // SAFETY: non-null, NUL-terminated, and owned by the export, which outlives 'a.
+    unsafe { CStr::from_ptr(ptr) }.to_string_lossy()
 }
 
 impl<'a> ColumnView<'a> {
-    pub(crate) fn format(&self) -> String {
+    pub(crate) fn format(&self) -> Cow<'a, str> {
         c_str(self.schema.format)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(crate) fn name(&self) -> Cow<'a, str> {
+        c_str(self.schema.name)
+    }
+
+    pub(crate) fn length(&self) -> usize {
         self.array.length.max(0) as usize
     }
 
@@ -132,6 +154,20 @@ impl<'a> ColumnView<'a> {
             // SAFETY: the validity bitmap covers offset + length bits.
             unsafe { (*validity.add(bit / 8) >> (bit % 8)) & 1 == 0 }
         })
+    }
+
+    /// The data buffer as `len` values of `T` from physical index 0 (None when absent).
+    pub(crate) fn values<T>(&self, index: usize, len: usize) -> Option<&'a [T]> {
+        let data = self.buffer(index) as *const T;
+        if len == 0 {
+            return Some(&[]);
+        }
+        if data.is_null() {
+            return None;
+        }
+        // SAFETY: the exporter guarantees the buffer holds offset + length values of the format's
+        // type, and callers ask for no more.
+        Some(unsafe { std::slice::from_raw_parts(data, len) })
     }
 
     /// `rows + 1` offsets of a list / string array starting at logical row `base`, as usize.
@@ -196,7 +232,7 @@ pub(crate) fn read_int_lists(column: ColumnView<'_>) -> Result<Ragged, String> {
             "must hold a list of token ids per example, found Arrow type {format:?}"
         ));
     }
-    let (base, rows) = (column.offset(), column.len());
+    let (base, rows) = (column.offset(), column.length());
     if let Some(row) = column.first_null(base, rows) {
         return Err(format!("example {row} is null"));
     }
@@ -236,7 +272,7 @@ pub(crate) fn read_strings(column: ColumnView<'_>) -> Result<Vec<String>, String
             "must hold text (Arrow string), found Arrow type {format:?}"
         ));
     }
-    let (base, rows) = (column.offset(), column.len());
+    let (base, rows) = (column.offset(), column.length());
     if let Some(row) = column.first_null(base, rows) {
         return Err(format!("example {row} is null"));
     }

@@ -6,7 +6,7 @@
 //! rows or from the Arrow buffers in place.
 
 use std::borrow::Cow;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::c_void;
 use std::sync::Mutex;
 
 use ferrotune_core::buffers::round_up;
@@ -26,6 +26,7 @@ use pyo3::types::{
     PyBool, PyCapsule, PyCapsuleMethods, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
 };
 
+use crate::arrow_ffi::{read_ints, ArrowArray, ArrowSchema, ColumnView};
 use crate::{
     core_result, extract_row, parse_pad_target, parse_side, raise, run_detached, sequence_items,
     type_error, type_name,
@@ -670,135 +671,6 @@ pub fn collate_examples<'py>(
 // ------------------------------------------------------------------------------------------------
 // Arrow C data interface (read by hand: one capsule call per batch, no pyarrow object per column)
 
-#[repr(C)]
-struct ArrowSchema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *mut *mut ArrowSchema,
-    dictionary: *mut ArrowSchema,
-    release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
-    private_data: *mut c_void,
-}
-
-#[repr(C)]
-struct ArrowArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *mut *const c_void,
-    children: *mut *mut ArrowArray,
-    dictionary: *mut ArrowArray,
-    release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
-    private_data: *mut c_void,
-}
-
-impl ArrowArray {
-    /// A released (empty) struct for an exporter to fill.
-    fn empty() -> Self {
-        ArrowArray {
-            length: 0,
-            null_count: 0,
-            offset: 0,
-            n_buffers: 0,
-            n_children: 0,
-            buffers: std::ptr::null_mut(),
-            children: std::ptr::null_mut(),
-            dictionary: std::ptr::null_mut(),
-            release: None,
-            private_data: std::ptr::null_mut(),
-        }
-    }
-}
-
-/// A borrowed view of one exported column; valid while the export is alive.
-#[derive(Clone, Copy)]
-struct ColumnView<'a> {
-    schema: &'a ArrowSchema,
-    array: &'a ArrowArray,
-}
-
-/// A C string of the export (format or name); the C data interface makes them NUL-terminated.
-fn c_str<'a>(ptr: *const c_char) -> Cow<'a, str> {
-    if ptr.is_null() {
-        return Cow::Borrowed("");
-    }
-    // SAFETY: non-null, NUL-terminated, and owned by the export, which outlives 'a.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy()
-}
-
-impl<'a> ColumnView<'a> {
-    fn format(&self) -> Cow<'a, str> {
-        c_str(self.schema.format)
-    }
-
-    fn name(&self) -> Cow<'a, str> {
-        c_str(self.schema.name)
-    }
-
-    fn length(&self) -> usize {
-        self.array.length.max(0) as usize
-    }
-
-    fn offset(&self) -> usize {
-        self.array.offset.max(0) as usize
-    }
-
-    fn child(&self, i: usize) -> Option<ColumnView<'a>> {
-        if i as i64 >= self.schema.n_children || i as i64 >= self.array.n_children {
-            return None;
-        }
-        // SAFETY: children arrays have n_children valid pointers (checked above).
-        unsafe {
-            let schema = &**self.schema.children.add(i);
-            let array = &**self.array.children.add(i);
-            Some(ColumnView { schema, array })
-        }
-    }
-
-    fn buffer(&self, i: usize) -> *const c_void {
-        if i as i64 >= self.array.n_buffers {
-            return std::ptr::null();
-        }
-        // SAFETY: buffers has n_buffers entries.
-        unsafe { *self.array.buffers.add(i) }
-    }
-
-    /// The first null row among `rows` (logical indices after `base`), if any.
-    fn first_null(&self, base: usize, rows: usize) -> Option<usize> {
-        if self.array.null_count == 0 {
-            return None;
-        }
-        let validity = self.buffer(0) as *const u8;
-        if validity.is_null() {
-            return None;
-        }
-        (0..rows).find(|&r| {
-            let bit = base + r;
-            // SAFETY: the validity bitmap covers offset + length bits.
-            unsafe { (*validity.add(bit / 8) >> (bit % 8)) & 1 == 0 }
-        })
-    }
-
-    /// The data buffer as `len` values of `T` from physical index 0 (None when absent).
-    fn values<T>(&self, index: usize, len: usize) -> Option<&'a [T]> {
-        let data = self.buffer(index) as *const T;
-        if len == 0 {
-            return Some(&[]);
-        }
-        if data.is_null() {
-            return None;
-        }
-        // SAFETY: the exporter guarantees the buffer holds offset + length values of the format's
-        // type, and callers ask for no more.
-        Some(unsafe { std::slice::from_raw_parts(data, len) })
-    }
-}
-
 /// A `pyarrow.Schema` exported once, for the batches that share it.
 struct CachedSchema {
     schema: Py<PyAny>,
@@ -1065,39 +937,6 @@ fn arrow_rows<'a>(
         build(&offsets[base..], values, value_base, value_len)
     };
     built.ok_or_else(malformed)
-}
-
-/// Appends integer values `[start, end)` (physical indices) of a primitive column.
-fn read_ints(
-    format: &str,
-    data: *const c_void,
-    start: usize,
-    end: usize,
-    out: &mut Vec<i64>,
-) -> bool {
-    macro_rules! copy {
-        ($t:ty) => {{
-            // SAFETY: the exporter guarantees the data buffer holds offset + length values.
-            let slice =
-                unsafe { std::slice::from_raw_parts((data as *const $t).add(start), end - start) };
-            out.extend(slice.iter().map(|&v| v as i64));
-            true
-        }};
-    }
-    if data.is_null() && end > start {
-        return false;
-    }
-    match format {
-        "c" => copy!(i8),
-        "C" => copy!(u8),
-        "s" => copy!(i16),
-        "S" => copy!(u16),
-        "i" => copy!(i32),
-        "I" => copy!(u32),
-        "l" => copy!(i64),
-        "L" => copy!(u64),
-        _ => false,
-    }
 }
 
 fn read_floats(format: &str, data: *const c_void, start: usize, end: usize) -> Option<Vec<f64>> {
