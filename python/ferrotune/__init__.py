@@ -24,8 +24,21 @@ from .errors import (
     TokenizerFileError,
     TokenizerFileNotFoundError,
     TokenizerFormatError,
+    TrainingError,
 )
 from .tokenizer import Tokenizer
+
+# Fine-tuning pulls in torch, accelerate and peft: loaded on first use so `import ferrotune` stays light.
+_LAZY = {"train": "training", "TrainConfig": "training", "TrainResult": "training", "predict": "predict"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ferrotune' has no attribute {name!r}")
+
 
 __all__ = [
     "BatchEncoding",
@@ -42,9 +55,14 @@ __all__ = [
     "InvalidInputError",
     "TokenizationError",
     "Tokenizer",
+    "TrainConfig",
+    "TrainResult",
     "TokenizerFileError",
     "TokenizerFileNotFoundError",
     "TokenizerFormatError",
+    "TrainingError",
     "__version__",
     "errors",
+    "predict",
+    "train",
 ]

@@ -17,6 +17,15 @@ __all__ = [
     "TokenizerFormatError",
     "TokenizationError",
     "InternalError",
+    "TrainingError",
+    "ConfigError",
+    "ModelFileNotFoundError",
+    "DataError",
+    "DataFileNotFoundError",
+    "ColumnNotFoundError",
+    "LabelError",
+    "CheckpointError",
+    "ResumeMismatchError",
 ]
 
 
@@ -58,3 +67,46 @@ class TokenizationError(FerrotuneError, ValueError):
 
 class InternalError(FerrotuneError, RuntimeError):
     """A bug in ferrotune (a Rust panic caught at the boundary). Please report it."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning (ferrotune.train / ferrotune.predict): every problem is reported before training starts.
+
+
+class TrainingError(FerrotuneError):
+    """Base class of the errors ``ferrotune.train`` and ``ferrotune.predict`` raise."""
+
+
+class ConfigError(TrainingError, InvalidArgumentError):
+    """A training option is invalid or inconsistent (unknown task, negative rank, unreadable config file)."""
+
+
+class ModelFileNotFoundError(TrainingError, FileNotFoundError):
+    """The model folder, or a file it needs (config.json, weights, tokenizer), does not exist."""
+
+
+class DataError(TrainingError, InvalidInputError):
+    """Training or evaluation data that cannot be used as configured."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder does not exist (or a folder holds no readable file)."""
+
+
+class ColumnNotFoundError(DataError, KeyError):
+    """A configured column is not in the data; the message lists the columns that are."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class LabelError(DataError):
+    """A label outside the label set (an unknown name, an id out of range, a non-number for regression)."""
+
+
+class CheckpointError(TrainingError, OSError):
+    """A checkpoint or trained output folder is missing or unreadable."""
+
+
+class ResumeMismatchError(CheckpointError, ValueError):
+    """``--resume`` points at a checkpoint written by a run with a different configuration."""
