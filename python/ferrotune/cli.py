@@ -91,7 +91,9 @@ def run_train(arguments: argparse.Namespace) -> int:
     config = config_from_arguments(arguments)
     result = train(config)
     metrics = {k.removeprefix("eval_"): round(v, 4) for k, v in result.eval_metrics.items()}
-    if config.log == "json":
+    if not result.main_process:
+        pass
+    elif config.log == "json":
         print(json.dumps({"type": "result", "status": result.status, "steps": result.steps, "dev": metrics,
                           "output_dir": str(result.output_dir)}))  # fmt: skip
     elif result.status == "finished":

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import LABEL_SENTINEL, TaskData, build_eval_batches, build_train_loader, load_task_data, loss_items
-from .metrics import LOWER_IS_BETTER, compute_metrics, is_better
+from .metrics import compute_metrics, is_better
 from .modeling import TOKENIZER_FILES, build_model, check_model_folder, load_tokenizer, parameter_counts
 from .report import RunLog, plot_metrics
 from .tasks import CAUSAL_LM, CLASSIFICATION, REGRESSION
@@ -39,6 +39,7 @@ class TrainResult:
     best_step: int | None = None
     checkpoint: Path | None = None  # the last checkpoint written
     train_seconds: float = 0.0
+    main_process: bool = True  # False on the other ranks of a multi-process run
 
 
 def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -82,6 +83,8 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
     import torch
     from accelerate.utils import gather_object
 
+    # The unwrapped model: DDP's forward syncs buffers collectively, and ranks may hold different batch counts here.
+    model = accelerator.unwrap_model(model)
     model.eval()
     local = []
     with torch.no_grad():
@@ -176,9 +179,15 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("mixed_precision fp16 needs a GPU; on CPU use 'bf16' or 'no'")
     output_dir = Path(config.output_dir)
+    metric_for_best = (config.metric_for_best or data.main_metric).removeprefix("eval_")
+    if metric_for_best not in (*data.metrics, "loss"):
+        raise ConfigError(f"metric_for_best {metric_for_best!r} is not one of {[*data.metrics, 'loss']}")
 
+    # cpu=True without a GPU: under torchrun / accelerate launch, processes then meet over gloo (MULTI_CPU).
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=not torch.cuda.is_available(),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
     set_seed(config.seed)  # Python, NumPy and torch: the new head's initialisation, LoRA's, dropout
@@ -199,7 +208,6 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     # Not prepared: the scheduler steps once per optimizer step, and the loader already shards by rank.
 
     step, best_metric, best_step, last_eval, last_checkpoint = 0, None, None, {}, None
-    metric_for_best = config.metric_for_best or data.main_metric
     if resume_from is not None:
         shared, own = ckpt.load_shared(resume_from), ckpt.load_rank(resume_from, rank)
         accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False)
@@ -232,11 +240,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         if not eval_batches and data.eval is None:
             return
         last_eval = evaluate(accelerator, model, eval_batches, data)
-        key = metric_for_best if metric_for_best in LOWER_IS_BETTER or metric_for_best.startswith("eval_") else None
-        value = last_eval.get(key or f"eval_{metric_for_best}")
-        if value is None:
-            raise ConfigError(f"metric_for_best {metric_for_best!r} is not one of {sorted(last_eval)}")
-        improved = is_better(metric_for_best.removeprefix("eval_"), value, best_metric)
+        value = last_eval[f"eval_{metric_for_best}"]
+        improved = is_better(metric_for_best, value, best_metric)
         if improved:
             best_metric, best_step = value, step
             save_model(accelerator, model, output_dir / "best", model_path, config, data)
@@ -321,4 +326,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                    "best_step": best_step, "best_metric": best_metric, **last_eval}  # fmt: skip
         with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(summary) + "\n")
-    return TrainResult(output_dir, step, status, last_eval, best_metric, best_step, last_checkpoint, train_seconds)
+    return TrainResult(
+        output_dir, step, status, last_eval, best_metric, best_step, last_checkpoint, train_seconds,
+        accelerator.is_main_process,
+    )  # fmt: skip
