@@ -14,12 +14,16 @@ from .collators import (
     DataCollatorWithPadding,
 )
 from .errors import (
+    ColumnNotFoundError,
+    DataSourceError,
+    DataSourceNotFoundError,
     EmptyBatchError,
     FerrotuneError,
     InputTypeError,
     InternalError,
     InvalidArgumentError,
     InvalidInputError,
+    StateDictError,
     TokenizationError,
     TokenizerFileError,
     TokenizerFileNotFoundError,
@@ -28,11 +32,18 @@ from .errors import (
 )
 from .tokenizer import Tokenizer
 
-# Fine-tuning pulls in torch, accelerate and peft: loaded on first use so `import ferrotune` stays light.
-_LAZY = {"train": "training", "TrainConfig": "training", "TrainResult": "training", "predict": "predict"}
+# Imported on first use: they pull in torch, pyarrow, accelerate and peft, which `import ferrotune` does not need.
+_LAZY = {
+    "StreamingLoader": "streaming",
+    "tokenize_dataset": "datasets_map",
+    "train": "training",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "predict": "prediction",
+}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
@@ -42,6 +53,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "BatchEncoding",
+    "ColumnNotFoundError",
+    "DataSourceError",
+    "DataSourceNotFoundError",
     "DataCollatorForLanguageModeling",
     "DataCollatorForSeq2Seq",
     "DataCollatorForTokenClassification",
@@ -53,10 +67,13 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "InvalidInputError",
+    "StateDictError",
+    "StreamingLoader",
     "TokenizationError",
     "Tokenizer",
     "TrainConfig",
     "TrainResult",
+    "tokenize_dataset",
     "TokenizerFileError",
     "TokenizerFileNotFoundError",
     "TokenizerFormatError",

@@ -105,7 +105,7 @@ def run_train(arguments: argparse.Namespace) -> int:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
-    from . import predict as predict_module
+    from . import prediction as predict_module
 
     if arguments.merge:
         folder = predict_module.merge(arguments.model_dir, arguments.merge)

@@ -21,11 +21,13 @@ __all__ = [
     "ConfigError",
     "ModelFileNotFoundError",
     "DataError",
-    "DataFileNotFoundError",
-    "ColumnNotFoundError",
     "LabelError",
     "CheckpointError",
     "ResumeMismatchError",
+    "DataSourceError",
+    "DataSourceNotFoundError",
+    "ColumnNotFoundError",
+    "StateDictError",
 ]
 
 
@@ -69,6 +71,25 @@ class InternalError(FerrotuneError, RuntimeError):
     """A bug in ferrotune (a Rust panic caught at the boundary). Please report it."""
 
 
+class DataSourceError(FerrotuneError, ValueError):
+    """Data that cannot be read: a corrupt or truncated Parquet/Arrow file, an unparsable JSONL line, no rows."""
+
+
+class DataSourceNotFoundError(DataSourceError, FileNotFoundError):
+    """A data file or folder that does not exist."""
+
+
+class ColumnNotFoundError(InvalidInputError, KeyError):
+    """A column named in the options is not in the data; the message lists the columns there are."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
+
+
+class StateDictError(InvalidArgumentError):
+    """A loader state that does not belong to this loader (other data, seed, batching or sharding)."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Fine-tuning (ferrotune.train / ferrotune.predict): every problem is reported before training starts.
 
@@ -87,17 +108,6 @@ class ModelFileNotFoundError(TrainingError, FileNotFoundError):
 
 class DataError(TrainingError, InvalidInputError):
     """Training or evaluation data that cannot be used as configured."""
-
-
-class DataFileNotFoundError(DataError, FileNotFoundError):
-    """A data file or folder does not exist (or a folder holds no readable file)."""
-
-
-class ColumnNotFoundError(DataError, KeyError):
-    """A configured column is not in the data; the message lists the columns that are."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class LabelError(DataError):

@@ -106,12 +106,14 @@ class Tokenizer:
         pad_token_type_id: int = 0,
         clean_up_tokenization_spaces: bool = False,
         engine: str = "auto",
+        _built: Any = None,
         **special_tokens: str | None,
     ) -> None:
         unknown = set(special_tokens) - set(SPECIAL_TOKEN_ATTRIBUTES)
         if unknown:
             raise InvalidArgumentError(f"unknown tokenizer settings: {sorted(unknown)}")
-        self._core = _core.Tokenizer.from_str(tokenizer_json, engine)
+        # `_built`: an engine from_file already built from this file (building one twice doubles start-up).
+        self._core = _built if _built is not None else _core.Tokenizer.from_str(tokenizer_json, engine)
         self._engine = engine
         self.model_max_length = int(model_max_length)
         self.padding_side = padding_side
@@ -129,8 +131,8 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **settings: Any) -> Tokenizer:
         """Loads a ``tokenizer.json``; ``settings`` are the keyword arguments of ``Tokenizer(...)``."""
-        core = _core.Tokenizer.from_file(Path(path))
-        return cls(core.to_str(), **settings)
+        core = _core.Tokenizer.from_file(Path(path), settings.get("engine", "auto"))
+        return cls("", _built=core, **settings)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], **overrides: Any) -> Tokenizer:

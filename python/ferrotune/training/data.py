@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ColumnNotFoundError, ConfigError, DataError, DataFileNotFoundError, LabelError
+from ..errors import ColumnNotFoundError, ConfigError, DataError, DataSourceNotFoundError, LabelError
 from .config import TrainConfig
 from .tasks import CAUSAL_LM, CLASSIFICATION, GLUE_TASKS, REGRESSION, default_metrics
 
@@ -28,7 +28,8 @@ EXTENSIONS = {
     ".tsv": "tsv",
 }
 LABEL_SENTINEL = -100  # positions the causal-LM loss ignores (transformers' convention)
-BUCKET_WINDOW_BATCHES = 50  # length bucketing sorts windows of this many batches: similar lengths, still shuffled
+# Inputs a model's forward takes from a batch (StreamingLoader's packed batches also carry flash-attention-only keys).
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -50,9 +51,9 @@ def _data_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and any(s in EXTENSIONS for s in p.suffixes))
         if not files:
-            raise DataFileNotFoundError(f"folder {path} holds no data file ({', '.join(EXTENSIONS)})")
+            raise DataSourceNotFoundError(f"folder {path} holds no data file ({', '.join(EXTENSIONS)})")
         return files
-    raise DataFileNotFoundError(f"data path {path} does not exist")
+    raise DataSourceNotFoundError(f"data path {path} does not exist")
 
 
 def read_table(path: str | Path, format: str | None = None, column_names: tuple[str, ...] | None = None) -> Any:
@@ -116,11 +117,11 @@ def _resolve_sources(config: TrainConfig) -> tuple[Path, Path | None, tuple[str,
     if preset and config.data_dir:
         data_dir = Path(config.data_dir)
         if not data_dir.is_dir():
-            raise DataFileNotFoundError(f"--data-dir {data_dir} is not a folder (the GLUE {preset.folder} folder)")
+            raise DataSourceNotFoundError(f"--data-dir {data_dir} is not a folder (the GLUE {preset.folder} folder)")
         train = train or data_dir / preset.train_file
         evaluation = evaluation or data_dir / preset.eval_file
         if not train.is_file():
-            raise DataFileNotFoundError(f"{train} not found: --data-dir should be GLUE's {preset.folder} folder")
+            raise DataSourceNotFoundError(f"{train} not found: --data-dir should be GLUE's {preset.folder} folder")
         if not evaluation.is_file():
             evaluation = None
     assert train is not None  # TrainConfig.validate() requires it
@@ -247,15 +248,14 @@ def example_lengths(encoded: Any) -> np.ndarray:
 
 
 def build_eval_batches(config: TrainConfig, tokenizer: Any, table: Any, rank: int = 0, world: int = 1) -> list:
-    """Evaluation batches of length-sorted examples (this rank's share): ``[(example indices, batch), ...]``."""
+    """Evaluation batches of length-sorted examples (this rank's share): ``[(example indices, batch), ...]``.
+
+    Causal LM is evaluated per document (truncated to max_length, never packed), so the loss does not depend on
+    how documents happen to be packed."""
     from ..collators import DataCollatorWithPadding
 
-    if config.kind == CAUSAL_LM and config.use_packing:  # packed blocks all have the same length
-        encoded = pack_blocks(tokenizer, table, config, seed=None)
-        order = np.arange(encoded.num_rows)
-    else:
-        encoded = tokenize_examples(tokenizer, table, config)
-        order = np.argsort(example_lengths(encoded), kind="stable")
+    encoded = tokenize_examples(tokenizer, table, config)
+    order = np.argsort(example_lengths(encoded), kind="stable")
     collator = DataCollatorWithPadding(tokenizer)
     batches = []
     for start in range(0, len(order), config.eval_batch_size):
@@ -270,44 +270,20 @@ def build_eval_batches(config: TrainConfig, tokenizer: Any, table: Any, rank: in
 # Causal LM: packing and labels
 
 
-def pack_blocks(tokenizer: Any, table: Any, config: TrainConfig, seed: int | None) -> Any:
-    """Documents (each followed by EOS), concatenated and cut into full blocks of ``max_length`` tokens;
-    the last partial block is dropped. ``seed`` shuffles the documents first (None keeps their order)."""
-    import pyarrow as pa
-
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError("packing needs an end-of-sequence token to separate documents; this tokenizer has none")
-    texts = table.column("text").to_pylist()
-    if seed is not None:
-        texts = [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))]
-    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_tensors="arrow")
-    ids_column = encoded.column("input_ids")
-    lengths = example_lengths(pa.table({"input_ids": ids_column}))
-    flat = ids_column.values.to_numpy(zero_copy_only=False).astype(np.int64)
-    # Insert one EOS after each document: positions are shifted by the number of documents before.
-    ends = np.cumsum(lengths)
-    stream = np.insert(flat, ends, eos)
-    block = config.max_length
-    usable = len(stream) // block * block
-    if usable == 0:
-        raise DataError(f"the data holds {len(stream)} tokens, fewer than one block of max_length={block}")
-    blocks = stream[:usable].reshape(-1, block)
-    return pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), block)})
-
-
 def causal_batch(rows: Any, tokenizer: Any) -> dict:
     """A causal-LM batch: padded input ids, attention mask, and labels = input ids with padding ignored."""
-    import torch
-
     from ..collators import DataCollatorWithPadding
 
-    if "attention_mask" not in rows.column_names:  # packed blocks: all real tokens, no padding
-        ids = torch.from_numpy(np.stack(rows.column("input_ids").to_numpy(zero_copy_only=False)).astype(np.int64))
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
     batch = dict(DataCollatorWithPadding(tokenizer)(rows.select(["input_ids", "attention_mask"])))
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, LABEL_SENTINEL)
     return batch
+
+
+def batch_tokens(batch: dict) -> tuple[int, int]:
+    """(real tokens, tokens including padding) of a batch; packed batches (4-D mask) have no padding."""
+    if batch["attention_mask"].ndim == 2:
+        return int(batch["attention_mask"].sum()), int(batch["attention_mask"].numel())
+    return int(batch["input_ids"].numel()), int(batch["input_ids"].numel())
 
 
 def loss_items(batch: dict, kind: str) -> int:
@@ -318,78 +294,52 @@ def loss_items(batch: dict, kind: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Training batches (TEMPORARY stand-in for ferrotune.StreamingLoader, issue 4; same methods and state)
+# Training batches
 
 
-class _BucketedBatches:
-    """Batches of pre-tokenized examples in an order fixed by (seed, epoch): shuffled, optionally length-bucketed,
-    split across ranks (each rank gets a disjoint share, all ranks the same number of batches). Its state
-    (epoch, next batch) makes a mid-epoch resume exact."""
+def build_train_loader(config: TrainConfig, tokenizer: Any, table: Any, rank: int, world: int) -> Any:
+    """This rank's training batches: a ``ferrotune.StreamingLoader`` over the checked examples (a disjoint share
+    per rank), length-bucketed by default; causal LM packs documents into rows of batch_size x max_length tokens
+    (position ids restart at each document, so attention stays within it)."""
+    from ..streaming import StreamingLoader
 
-    def __init__(self, encoded: Any, make_batch, *, batch_size: int, bucketing: str, seed: int, rank: int, world: int):
-        self.encoded, self.make_batch = encoded, make_batch
-        self.lengths = example_lengths(encoded)
-        self.batch_size, self.bucketing, self.seed = batch_size, bucketing, seed
-        self.rank, self.world = rank, world
-        self.epoch, self.next_batch = 0, 0
-        self.stats = {"examples": 0, "real_tokens": 0, "padded_tokens": 0}
-
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.lengths))
-        if self.bucketing == "length":
-            window = self.batch_size * BUCKET_WINDOW_BATCHES
-            order = np.concatenate([
-                chunk[np.argsort(self.lengths[chunk], kind="stable")]
-                for chunk in np.array_split(order, range(window, len(order), window))
-            ])  # fmt: skip
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.bucketing == "length":  # sorted windows would otherwise run short-to-long
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        per_rank = len(batches) // self.world
-        return batches[self.rank :: self.world][:per_rank]
-
-    def __len__(self) -> int:
-        return len(self._epoch_batches(self.epoch))
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.next_batch = epoch, 0
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "next_batch": self.next_batch, "stats": dict(self.stats)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.next_batch, self.stats = state["epoch"], state["next_batch"], dict(state["stats"])
-
-    def __iter__(self):
-        batches = self._epoch_batches(self.epoch)
-        while self.next_batch < len(batches):
-            indices = batches[self.next_batch]
-            batch = self.make_batch(self.encoded.take(indices))
-            self.next_batch += 1
-            self.stats["examples"] += len(indices)
-            self.stats["real_tokens"] += int(batch["attention_mask"].sum())
-            self.stats["padded_tokens"] += int(batch["attention_mask"].numel())
-            yield batch
-
-
-def build_train_loader(config: TrainConfig, tokenizer: Any, table: Any, rank: int, world: int):
-    """This rank's training batches: an iterable with ``set_epoch``, ``state_dict``/``load_state_dict``, ``stats``
-    and ``len()`` (batches per epoch)."""
-    from ..collators import DataCollatorWithPadding
-
-    if config.kind == CAUSAL_LM:
-        if config.use_packing:
-            encoded = pack_blocks(tokenizer, table, config, seed=config.seed)
-        else:
-            encoded = tokenize_examples(tokenizer, table, config).select(["input_ids", "attention_mask"])
-        return _BucketedBatches(
-            encoded, lambda rows: causal_batch(rows, tokenizer), batch_size=config.batch_size,
-            bucketing="none" if config.use_packing else config.bucketing, seed=config.seed, rank=rank, world=world,
-        )  # fmt: skip
-    collator = DataCollatorWithPadding(tokenizer)
-    return _BucketedBatches(
-        tokenize_examples(tokenizer, table, config), lambda rows: dict(collator(rows)), batch_size=config.batch_size,
-        bucketing=config.bucketing, seed=config.seed, rank=rank, world=world,
+    common = {
+        "text_column": "text", "max_length": config.max_length, "truncation": True,
+        "seed": config.seed, "shuffle": True, "rank": rank, "world_size": world,
+    }  # fmt: skip
+    if config.kind == CAUSAL_LM and config.use_packing:
+        return StreamingLoader(table, tokenizer, packing=True, max_tokens=config.batch_size * config.max_length,
+                               **common)  # fmt: skip
+    return StreamingLoader(
+        table, tokenizer, text_pair_column="text_pair" if "text_pair" in table.column_names else None,
+        label_column=None if config.kind == CAUSAL_LM else "labels", batch_size=config.batch_size,
+        bucketing=config.bucketing, **common,
     )  # fmt: skip
+
+
+def packed_causal_mask(position_ids: Any) -> Any:
+    """A (batch, 1, L, L) boolean mask for rows of packed documents: causal, and each token attends only to its
+    own document (a document starts where the position ids restart at 0). Eager and SDPA attention ignore
+    position ids when masking, so without it packed documents would see each other."""
+    import torch
+
+    document = torch.cumsum(position_ids == 0, dim=1)
+    length = position_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=position_ids.device).tril()
+    return ((document[:, :, None] == document[:, None, :]) & causal)[:, None]
+
+
+def prepare_batch(batch: dict, kind: str, device: Any) -> dict:
+    """A loader batch ready for the model, on ``device``: model inputs and labels only (flash-attention metadata
+    is left out); causal LM gets labels (unpacked) or the block-diagonal mask (packed)."""
+    batch = {key: value.to(device) for key, value in batch.items() if key in (*MODEL_INPUTS, "labels")}
+    if kind == CAUSAL_LM:
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = packed_causal_mask(batch["position_ids"])
+        elif "labels" not in batch:
+            batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, LABEL_SENTINEL)
+    return batch
+
+
+def model_inputs(batch: dict) -> dict:
+    return {key: value for key, value in batch.items() if key in MODEL_INPUTS}

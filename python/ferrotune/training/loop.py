@@ -4,6 +4,7 @@ steps, evaluation and checkpoints along the way, the trained model written at th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
@@ -19,7 +20,17 @@ import numpy as np
 from ..errors import ConfigError
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import LABEL_SENTINEL, TaskData, build_eval_batches, build_train_loader, load_task_data, loss_items
+from .data import (
+    LABEL_SENTINEL,
+    TaskData,
+    batch_tokens,
+    build_eval_batches,
+    build_train_loader,
+    load_task_data,
+    loss_items,
+    model_inputs,
+    prepare_batch,
+)
 from .metrics import compute_metrics, is_better
 from .modeling import TOKENIZER_FILES, build_model, check_model_folder, load_tokenizer, parameter_counts
 from .report import RunLog, plot_metrics
@@ -64,8 +75,7 @@ def summed_loss(model: Any, batch: dict, kind: str) -> Any:
     """The loss SUMMED over the batch's examples (tokens for causal LM): normalised later by the whole step's count."""
     import torch.nn.functional as F
 
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits.float()
+    logits = model(**model_inputs(batch)).logits.float()
     labels = batch["labels"]
     if kind == CLASSIFICATION:
         return F.cross_entropy(logits, labels, reduction="sum")
@@ -92,7 +102,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss = summed_loss(model, batch, data.kind).item()
             items = loss_items(batch, data.kind)
-            outputs = None if data.kind == CAUSAL_LM else model(**{k: v for k, v in batch.items() if k != "labels"})
+            outputs = None if data.kind == CAUSAL_LM else model(**model_inputs(batch))
             logits = None if outputs is None else outputs.logits.float().cpu().numpy()
             local.append((indices, loss, items, logits, batch["labels"].cpu().numpy()))
     model.train()
@@ -197,11 +207,16 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     train_loader = build_train_loader(config, tokenizer, data.train, rank, world)
     eval_batches = build_eval_batches(config, tokenizer, data.eval, rank, world) if data.eval is not None else []
 
+    # Optimizer steps per epoch: every process must take the same number (DDP syncs at each), so each epoch stops
+    # at the smallest batch count over the processes (packed batches can differ by one or two between ranks).
     accumulation = config.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(len(train_loader) / accumulation)
-    if steps_per_epoch == 0:
+    batch_counts = torch.tensor([train_loader.count_batches(e) for e in range(config.epochs)])
+    batch_counts = accelerator.gather(batch_counts.to(accelerator.device)).view(world, -1).min(dim=0).values.tolist()
+    epoch_steps = [math.ceil(count / accumulation) for count in batch_counts]
+    if min(epoch_steps) == 0:
         raise ConfigError(f"not one batch of {config.batch_size} per process: use more data or a smaller batch")
-    total_steps = steps_per_epoch * config.epochs
+    epoch_ends = list(itertools.accumulate(epoch_steps))  # the step that ends each epoch
+    total_steps = epoch_ends[-1]
     optimizer = build_optimizer(model, config)
     scheduler = linear_schedule(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -222,7 +237,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     trainable, total = parameter_counts(model)
     log.message(
         f"{data.kind} on {model_path.name}: {trainable:,} of {total:,} parameters trainable, {world} process(es), "
-        f"{steps_per_epoch} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
+        f"{epoch_steps[0]} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
     )
 
     def checkpoint_now(rng_state: dict, loader_state: dict) -> Path:
@@ -253,21 +268,21 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
     try:
         while step < total_steps:
-            epoch = step // steps_per_epoch
+            epoch = bisect.bisect_right(epoch_ends, step)
+            epoch_start = epoch_ends[epoch] - epoch_steps[epoch]
             train_loader.set_epoch(epoch)
             batches = iter(train_loader)
-            while step < (epoch + 1) * steps_per_epoch:
+            while step < epoch_ends[epoch]:
                 step_start = time.perf_counter()
-                window = list(itertools.islice(batches, accumulation))
-                if not window:  # fewer batches than expected (cannot happen with equal shares; be safe)
-                    break
-                window = [{k: v.to(accelerator.device) for k, v in b.items()} for b in window]
+                # The epoch's last step may have fewer micro-batches; batches beyond the common count are skipped.
+                remaining = batch_counts[epoch] - (step - epoch_start) * accumulation
+                window = list(itertools.islice(batches, min(accumulation, remaining)))
+                window = [prepare_batch(b, data.kind, accelerator.device) for b in window]
                 # Normalise by the real count of the whole step (all micro-batches, all processes): the gradient
                 # is then that of the mean over every example/token, whatever the batch composition.
-                counts = torch.tensor(
-                    [sum(loss_items(b, data.kind) for b in window), sum(int(b["attention_mask"].sum()) for b in window),
-                     sum(b["attention_mask"].numel() for b in window)], device=accelerator.device,
-                )  # fmt: skip
+                real, padded = zip(*(batch_tokens(b) for b in window))
+                items = sum(loss_items(b, data.kind) for b in window)
+                counts = torch.tensor([items, sum(real), sum(padded)], device=accelerator.device)
                 items, real_tokens, padded_tokens = accelerator.reduce(counts, reduction="sum").tolist()
                 # accelerator.backward divides by the accumulation steps and DDP averages over processes: undo both.
                 scale = accumulation * world / max(items, 1)
@@ -291,15 +306,16 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 loss_value = accelerator.reduce(step_loss, reduction="sum").item() / max(items, 1)
                 elapsed = time.perf_counter() - step_start
                 log.write({
-                    "type": "train", "step": step, "epoch": round(step / steps_per_epoch, 4), "loss": loss_value,
+                    "type": "train", "step": step, "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4),
+                    "loss": loss_value,
                     "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
                     "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
                     "real_tokens": int(real_tokens), "seconds": elapsed,
                 })  # fmt: skip
 
-                end_of_epoch = step % steps_per_epoch == 0
+                end_of_epoch = step == epoch_ends[epoch]
                 if end_of_epoch or (config.eval_every and step % config.eval_every == 0):
-                    evaluate_now(step / steps_per_epoch)
+                    evaluate_now(epoch + (step - epoch_start) / epoch_steps[epoch])
                 stopping = config.stop_after_steps is not None and step >= config.stop_after_steps
                 if end_of_epoch or stopping or (config.save_every and step % config.save_every == 0):
                     last_checkpoint = checkpoint_now(rng_at_step, loader_at_step)

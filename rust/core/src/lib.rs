@@ -8,6 +8,8 @@
 //!   the `tokenizers` crate and many times faster.
 //! * [`fast_bpe::FastByteLevelBpe`] does the same for GPT-2 style byte-level BPE pipelines.
 //!
+//! * [`stream`] plans, packs and collates the batches of the streaming loader.
+//!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
 
 pub mod buffers;
@@ -19,6 +21,7 @@ pub mod fast_wordpiece;
 pub mod mlm;
 pub mod pad;
 pub mod parallel;
+pub mod stream;
 
 pub use buffers::{Ragged, Side};
 pub use engine::{

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
+mod arrow_ffi;
 mod collate;
+mod stream;
 
 use ferrotune_core::engine::{
     EncodeRequest, Engine, EngineChoice, OutputSelection, Padding, Truncation, TruncationStrategy,
@@ -555,6 +557,8 @@ extern "C" fn child_after_fork() {
 mod _core {
     #[pymodule_export]
     use super::collate::{collate_arrow, collate_examples, mask_tokens};
+    #[pymodule_export]
+    use super::stream::{index_line_rows, PyTokenRows};
     #[pymodule_export]
     use super::PyTokenizer;
 

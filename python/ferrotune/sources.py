@@ -1,0 +1,554 @@
+"""Data sources for the streaming loader: files split into *units* that can be read on their own.
+
+A unit is a Parquet row group, an Arrow IPC record batch, a byte range of a JSONL / CSV / TSV file
+(its rows found by ferrotune's Rust row indexer, quote-aware), a whole ``.jsonl.gz`` file, or a
+record batch of an in-memory table. Reading any row range of a unit needs only that unit, so memory
+is bounded by one unit and sharding never needs to read rows another reader owns (a unit at the
+border of two readers' ranges is read by both, each keeping its own rows).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _core
+from .errors import ColumnNotFoundError, DataSourceError, DataSourceNotFoundError, InputTypeError, InvalidArgumentError
+
+__all__ = ["FORMATS", "Unit", "arrow_column", "check_columns", "open_sources"]
+
+# Extension -> format. `.json` is left out on purpose: `datasets` folders hold `state.json` and
+# `dataset_info.json`, which are metadata, not rows.
+_EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".ipc": "arrow",
+    ".feather": "arrow",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonl.gz": "jsonl.gz",
+    ".ndjson.gz": "jsonl.gz",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Rows ``[0, rows)`` of part ``part`` of source ``source``."""
+
+    source: int
+    part: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    quoting: bool = True
+    delimiter: str | None = None
+    has_header: bool = True
+    column_names: tuple[str, ...] | None = None
+
+
+def _format_of(path: Path, explicit: str | None) -> str | None:
+    if explicit is not None:
+        return explicit
+    name = path.name.lower()
+    for extension in sorted(_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(extension):
+            return _EXTENSIONS[extension]
+    return None
+
+
+def _files_of(source: str | os.PathLike[str], explicit_format: str | None) -> list[tuple[Path, str]]:
+    path = Path(source)
+    if not path.exists():
+        raise DataSourceNotFoundError(f"data source '{path}' does not exist")
+    if path.is_file():
+        fmt = _format_of(path, explicit_format)
+        if fmt is None:
+            raise InvalidArgumentError(
+                f"cannot tell the format of '{path}' from its extension; pass format= one of {list(FORMATS)}"
+            )
+        return [(path, fmt)]
+    found = []
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        fmt = _format_of(child, None)
+        if fmt is not None and (explicit_format is None or fmt == explicit_format):
+            found.append((child, fmt))
+    if not found:
+        raise DataSourceError(
+            f"folder '{path}' holds no data file ({', '.join(sorted(_EXTENSIONS))})"
+            + (f" of format {explicit_format!r}" if explicit_format else "")
+        )
+    return found
+
+
+class _Source:
+    """One file (or table) and how to read its units."""
+
+    name: str
+
+    def parts(self) -> list[int]:
+        """Row counts of the parts, in order."""
+        raise NotImplementedError
+
+    def columns(self) -> list[str]:
+        raise NotImplementedError
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        """Rows ``lo..hi`` of ``part`` as a ``pyarrow.Table`` with ``columns``."""
+        raise NotImplementedError
+
+    def describe_row(self, part: int, row: int) -> str:
+        return f"{self.name}, row {sum(self.parts()[:part]) + row}"
+
+    def close(self) -> None:
+        """Drops open handles (before pickling into a worker)."""
+
+
+class _TableSource(_Source):
+    def __init__(self, table: Any, name: str, rows_per_unit: int) -> None:
+        self.name = name
+        self.table = table
+        self.rows_per_unit = rows_per_unit
+        self._offsets = list(range(0, table.num_rows, rows_per_unit))
+
+    def parts(self) -> list[int]:
+        return [min(self.rows_per_unit, self.table.num_rows - start) for start in self._offsets]
+
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        return self.table.select(columns).slice(self._offsets[part] + lo, hi - lo)
+
+
+class _ParquetSource(_Source):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._file: Any = None
+        self._cached: tuple[int, tuple[str, ...], Any] | None = None
+
+    def _open(self) -> Any:
+        import pyarrow.parquet as pq
+
+        if self._file is None:
+            try:
+                self._file = pq.ParquetFile(self.path)
+            except Exception as err:  # pyarrow raises ArrowInvalid / OSError for damaged files
+                raise DataSourceError(f"'{self.path}' is not a readable Parquet file: {err}") from err
+        return self._file
+
+    def parts(self) -> list[int]:
+        metadata = self._open().metadata
+        return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+    def columns(self) -> list[str]:
+        return list(self._open().schema_arrow.names)
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        key = tuple(columns)
+        if self._cached is None or self._cached[:2] != (part, key):
+            try:
+                table = self._open().read_row_group(part, columns=columns)
+            except Exception as err:
+                raise DataSourceError(f"'{self.path}': cannot read row group {part}: {err}") from err
+            self._cached = (part, key, table)
+        return self._cached[2].slice(lo, hi - lo)
+
+    def close(self) -> None:
+        self._file = None
+        self._cached = None
+
+
+class _ArrowSource(_Source):
+    """An Arrow IPC file: the random-access file format, or the stream format `datasets` writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._reader: Any = None
+        self._is_stream = False
+        self._counts: list[int] | None = None
+        self._schema: Any = None
+        self._cached: tuple[int, Any] | None = None
+
+    def _fail(self, err: Exception) -> DataSourceError:
+        return DataSourceError(f"'{self.path}' is not a readable Arrow IPC file (truncated or corrupt?): {err}")
+
+    def _open(self) -> Any:
+        import pyarrow as pa
+
+        if self._reader is None:
+            try:
+                self._reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+                self._schema = self._reader.schema
+            except pa.ArrowInvalid:
+                try:
+                    stream = pa.ipc.open_stream(pa.memory_map(str(self.path)))
+                    self._schema = stream.schema
+                except Exception as err:
+                    raise self._fail(err) from err
+                self._is_stream = True
+                self._reader = stream
+            except Exception as err:
+                raise self._fail(err) from err
+        return self._reader
+
+    def _stream_batches(self) -> Any:
+        import pyarrow as pa
+
+        # Memory-mapped and zero-copy: walking past batches reads only their headers.
+        try:
+            yield from pa.ipc.open_stream(pa.memory_map(str(self.path)))
+        except Exception as err:
+            raise self._fail(err) from err
+
+    def parts(self) -> list[int]:
+        if self._counts is None:
+            reader = self._open()
+            try:
+                if self._is_stream:
+                    self._counts = [batch.num_rows for batch in self._stream_batches()]
+                else:
+                    self._counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            except DataSourceError:
+                raise
+            except Exception as err:
+                raise self._fail(err) from err
+        return self._counts
+
+    def columns(self) -> list[str]:
+        self._open()
+        return list(self._schema.names)
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        if self._cached is None or self._cached[0] != part:
+            reader = self._open()
+            try:
+                if self._is_stream:
+                    batch = next(b for i, b in enumerate(self._stream_batches()) if i == part)
+                else:
+                    batch = reader.get_batch(part)
+            except (DataSourceError, StopIteration) as err:
+                raise self._fail(err) from err
+            except Exception as err:
+                raise self._fail(err) from err
+            self._cached = (part, pa.Table.from_batches([batch]))
+        return self._cached[1].select(columns).slice(lo, hi - lo)
+
+    def close(self) -> None:
+        self._reader = None
+        self._cached = None
+
+
+class _LineSource(_Source):
+    """JSONL or CSV/TSV, split into byte ranges of ``rows_per_unit`` rows by the Rust indexer."""
+
+    def __init__(self, path: Path, fmt: str, csv: CsvOptions, rows_per_unit: int) -> None:
+        self.path = path
+        self.name = str(path)
+        self.format = fmt
+        self.csv = csv
+        self.rows_per_unit = rows_per_unit
+        self._index: tuple[list[int], list[int], int] | None = None
+        self._columns: list[str] | None = None
+        # The last unit parsed: windows smaller than a unit read it several times.
+        self._cached: tuple[int, tuple[str, ...], Any] | None = None
+
+    @property
+    def _is_json(self) -> bool:
+        return self.format == "jsonl"
+
+    @property
+    def _delimiter(self) -> str:
+        if self.csv.delimiter is not None:
+            return self.csv.delimiter
+        return "\t" if self.format == "tsv" else ","
+
+    def _row_index(self) -> tuple[list[int], list[int], int]:
+        if self._index is None:
+            quote = '"' if (not self._is_json and self.csv.quoting) else None
+            has_header = (not self._is_json) and self.csv.has_header
+            try:
+                offsets, rows, header_end = _core.index_line_rows(
+                    str(self.path), quote=quote, has_header=has_header, rows_per_unit=self.rows_per_unit
+                )
+            except ValueError as err:
+                raise DataSourceError(str(err)) from err
+            self._index = (offsets.tolist(), rows.tolist(), header_end)
+        return self._index
+
+    def parts(self) -> list[int]:
+        return self._row_index()[1]
+
+    def _bytes(self, start: int, end: int) -> bytes:
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    def columns(self) -> list[str]:
+        if self._columns is not None:
+            return self._columns
+        offsets, rows, header_end = self._row_index()
+        if self._is_json:
+            if not rows:
+                raise DataSourceError(f"'{self.path}' holds no rows")
+            first = self._bytes(offsets[0], offsets[1]).split(b"\n", 1)[0]
+            try:
+                record = json.loads(first)
+            except json.JSONDecodeError as err:
+                raise DataSourceError(f"'{self.path}', line {self._line_of(0, 0)}: not valid JSON ({err})") from err
+            if not isinstance(record, dict):
+                raise DataSourceError(f"'{self.path}', line {self._line_of(0, 0)}: a JSONL row must be an object")
+            self._columns = list(record)
+        elif self.csv.column_names is not None:
+            self._columns = list(self.csv.column_names)
+        elif self.csv.has_header:
+            import pyarrow.csv as pacsv
+
+            header = self._bytes(0, header_end)
+            table = pacsv.read_csv(io.BytesIO(header), parse_options=self._parse_options())
+            self._columns = list(table.column_names)
+        else:
+            raise InvalidArgumentError(f"'{self.path}' has no header row: pass csv_column_names")
+        return self._columns
+
+    def _parse_options(self) -> Any:
+        import pyarrow.csv as pacsv
+
+        return pacsv.ParseOptions(
+            delimiter=self._delimiter,
+            quote_char='"' if self.csv.quoting else False,
+            newlines_in_values=self.csv.quoting,
+        )
+
+    def _line_of(self, part: int, row: int) -> int:
+        """1-based line number of row ``row`` of unit ``part`` (for error messages only)."""
+        offsets = self._row_index()[0]
+        with open(self.path, "rb") as handle:
+            before = handle.read(offsets[part]).count(b"\n")
+        lines = [line for line in self._bytes(offsets[part], offsets[part + 1]).split(b"\n")]
+        seen = -1
+        for number, line in enumerate(lines):
+            if line.strip():
+                seen += 1
+                if seen == row:
+                    return before + number + 1
+        return before + 1
+
+    def describe_row(self, part: int, row: int) -> str:
+        return f"'{self.path}', line {self._line_of(part, row)}"
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        key = tuple(columns)
+        if self._cached is None or self._cached[:2] != (part, key):
+            self._cached = (part, key, self._parse(part, columns))
+        return self._cached[2].slice(lo, hi - lo)
+
+    def close(self) -> None:
+        self._cached = None
+
+    def _parse(self, part: int, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        offsets = self._row_index()[0]
+        data = self._bytes(offsets[part], offsets[part + 1])
+        block = max(len(data) + 1, 1 << 16)
+        if self._is_json:
+            import pyarrow.json as pajson
+
+            try:
+                table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block))
+            except pa.ArrowInvalid as err:
+                raise self._json_error(part, data, err) from err
+            missing = [c for c in columns if c not in table.column_names]
+            for name in missing:  # a key absent from every row of this unit: all null
+                table = table.append_column(name, pa.nulls(table.num_rows))
+        else:
+            import pyarrow.csv as pacsv
+
+            names = self.columns()
+            try:
+                table = pacsv.read_csv(
+                    io.BytesIO(data),
+                    read_options=pacsv.ReadOptions(column_names=names, block_size=block),
+                    parse_options=self._parse_options(),
+                    convert_options=pacsv.ConvertOptions(include_columns=columns),
+                )
+            except pa.ArrowInvalid as err:
+                raise DataSourceError(
+                    f"'{self.path}': cannot parse the rows from line {self._line_of(part, 0)} on: {err}"
+                ) from err
+        if table.num_rows != self.parts()[part]:
+            raise DataSourceError(
+                f"'{self.path}': read {table.num_rows} rows where {self.parts()[part]} were indexed "
+                f"from line {self._line_of(part, 0)} on (a quoting mismatch? GLUE TSVs need csv_quoting=False)"
+            )
+        return table.select(columns)
+
+    def _json_error(self, part: int, data: bytes, err: Exception) -> DataSourceError:
+        before = self._line_of(part, 0) - 1
+        for number, line in enumerate(data.split(b"\n")):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as bad:
+                return DataSourceError(f"'{self.path}', line {before + number + 1}: not valid JSON ({bad})")
+        return DataSourceError(f"'{self.path}': cannot read the rows from line {before + 1} on: {err}")
+
+
+class _GzipJsonlSource(_Source):
+    """A ``.jsonl.gz`` file: one unit (gzip cannot seek), read forward with a cursor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._rows: int | None = None
+        self._cursor: tuple[Any, int] | None = None
+
+    def _lines(self) -> Any:
+        try:
+            with gzip.open(self.path, "rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield line
+        except (OSError, EOFError) as err:
+            raise DataSourceError(f"'{self.path}' is not a readable gzip file (truncated?): {err}") from err
+
+    def parts(self) -> list[int]:
+        if self._rows is None:
+            self._rows = sum(1 for _ in self._lines())
+        return [self._rows] if self._rows else []
+
+    def columns(self) -> list[str]:
+        for line in self._lines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataSourceError(f"'{self.path}', row 0: not valid JSON ({err})") from err
+            return list(record) if isinstance(record, dict) else []
+        raise DataSourceError(f"'{self.path}' holds no rows")
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        import pyarrow as pa
+        import pyarrow.json as pajson
+
+        if self._cursor is None or self._cursor[1] > lo:
+            self._cursor = (iter(self._lines()), 0)
+        lines, position = self._cursor
+        for _ in range(lo - position):
+            next(lines)
+        chunk = [next(lines) for _ in range(hi - lo)]
+        self._cursor = (lines, hi)
+        data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in chunk)
+        try:
+            table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=len(data) + 1))
+        except pa.ArrowInvalid as err:
+            for number, line in enumerate(chunk):
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as bad:
+                    raise DataSourceError(f"'{self.path}', row {lo + number}: not valid JSON ({bad})") from err
+            raise DataSourceError(f"'{self.path}': cannot read rows {lo}..{hi}: {err}") from err
+        for name in columns:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows))
+        return table.select(columns)
+
+    def describe_row(self, part: int, row: int) -> str:
+        return f"'{self.path}', row {row}"
+
+    def close(self) -> None:
+        self._cursor = None
+
+
+def _table_of(source: Any) -> tuple[Any, str] | None:
+    """An in-memory ``pyarrow.Table`` for a Table / RecordBatch / ``datasets.Dataset`` without cache files."""
+    import pyarrow as pa
+
+    if isinstance(source, pa.Table):
+        return source, "pyarrow.Table"
+    if isinstance(source, pa.RecordBatch):
+        return pa.Table.from_batches([source]), "pyarrow.RecordBatch"
+    return None
+
+
+def open_sources(source: Any, explicit_format: str | None, csv: CsvOptions, rows_per_unit: int) -> list[_Source]:
+    """Resolves what the user passed into sources, in a fixed (sorted) order."""
+    if explicit_format is not None and explicit_format not in FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(FORMATS)}, got {explicit_format!r}")
+    if type(source).__module__.startswith("datasets") and hasattr(source, "cache_files"):
+        if getattr(source, "_indices", None) is not None:
+            # A shuffled / selected view: materialize its rows in order (datasets writes a new cache file).
+            source = source.flatten_indices()
+        files = [entry["filename"] for entry in source.cache_files]
+        if files:
+            return [_ArrowSource(Path(f)) for f in files]
+        source = source.data.table
+    table = _table_of(source)
+    if table is not None:
+        return [_TableSource(table[0], table[1], rows_per_unit)]
+    paths = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not paths:
+        raise DataSourceError("the data source is an empty list of files")
+    files: list[tuple[Path, str]] = []
+    for path in paths:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                "source must be a path, a list of paths, a folder, a datasets.Dataset or a pyarrow.Table, "
+                f"got {type(path).__name__}"
+            )
+        files.extend(_files_of(path, explicit_format))
+    sources: list[_Source] = []
+    for path, fmt in files:
+        if fmt == "parquet":
+            sources.append(_ParquetSource(path))
+        elif fmt == "arrow":
+            sources.append(_ArrowSource(path))
+        elif fmt == "jsonl.gz":
+            sources.append(_GzipJsonlSource(path))
+        else:
+            sources.append(_LineSource(path, fmt, csv, rows_per_unit))
+    return sources
+
+
+def check_columns(sources: list[_Source], wanted: dict[str, str | None]) -> None:
+    """Every named column must be in every source; the error lists the columns there are."""
+    for source in sources:
+        available = source.columns()
+        for option, column in wanted.items():
+            if column is not None and column not in available:
+                raise ColumnNotFoundError(
+                    f"{option}={column!r} is not a column of {source.name}; its columns are {available}"
+                )
+
+
+def arrow_column(table: Any, name: str, kind: str) -> Any:
+    """Column ``name`` as one Arrow array of text (``kind='text'``) or of token-id lists, ready for Rust."""
+    import pyarrow as pa
+
+    array = table.column(name).combine_chunks()
+    if kind == "text":
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            return array
+        if pa.types.is_string_view(array.type):
+            return array.cast(pa.large_string())
+        raise InputTypeError(f"column '{name}' must hold text, found Arrow type {array.type}")
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        return array
+    if pa.types.is_fixed_size_list(array.type) or pa.types.is_list_view(array.type):
+        return array.cast(pa.large_list(array.type.value_type))
+    raise InputTypeError(f"column '{name}' must hold a list of token ids per example, found Arrow type {array.type}")

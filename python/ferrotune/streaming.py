@@ -1,0 +1,533 @@
+"""``StreamingLoader``: ready batches from Arrow / Parquet / JSONL / CSV data in bounded memory.
+
+How a stream is made, and why it can be resumed exactly:
+
+1. The sources are split into *units* (a Parquet row group, an Arrow record batch, a byte range of
+   a JSONL/CSV file; see :mod:`ferrotune.sources`). Each epoch orders the units (shuffled with
+   ``(seed, epoch)`` when ``shuffle``), which orders every example of the data.
+2. The examples are split evenly, by count, among the *readers*: ``world_size x num_workers``
+   (DataLoader workers). Reader ``r`` takes the ``r``-th contiguous share, so every example is read
+   by exactly one (rank, worker), and all readers have the same number of examples (see
+   ``drop_last`` / ``even_batches``).
+3. A reader walks its share in *windows* of ``window`` examples: it reads them (only the columns it
+   needs), tokenizes them in Rust straight from the Arrow buffers, plans the window's batches in
+   Rust (shuffled, length-bucketed, cut by count or by a token budget, or packed), and collates
+   each batch in Rust.
+4. A window's plan is a pure function of ``(seed, epoch, reader, window)``, so the position
+   ``(epoch, window, batches done)`` is the whole state: ``load_state_dict`` rereads one window
+   and continues with exactly the batches an uninterrupted run would have produced next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from . import _core
+from .errors import DataSourceError, InputTypeError, InvalidArgumentError, InvalidInputError, StateDictError
+from .sources import CsvOptions, Unit, _Source, arrow_column, check_columns, open_sources
+from .tokenizer import Tokenizer
+
+__all__ = ["StreamingLoader"]
+
+_STATE_FORMAT = 1
+# transformers' DataCollatorWithFlattening default: the first token of each packed sequence is not a target.
+_PACK_SEPARATOR_ID = -100
+
+
+def _mix(*values: int) -> int:
+    """A 64-bit seed from several integers (stable across processes and platforms)."""
+    return int(np.random.SeedSequence([v & 0xFFFFFFFF for v in values]).generate_state(2, dtype=np.uint64)[0])
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise InvalidArgumentError("pass both rank and world_size, or neither")
+        resolved = (rank, world_size)
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        resolved = (torch.distributed.get_rank(), torch.distributed.get_world_size())
+    else:
+        # `accelerate launch` and `torchrun` export these before the script starts.
+        resolved = (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+    if resolved[1] < 1 or not 0 <= resolved[0] < resolved[1]:
+        raise InvalidArgumentError(f"rank must be in [0, world_size), got rank={resolved[0]} world_size={resolved[1]}")
+    return resolved
+
+
+class StreamingLoader(IterableDataset):
+    """Streams ready batches (dicts of tensors, the collators' keys) from files or tables.
+
+    Parameters mirror what a training script already decides: the columns, the tokenizer and its
+    truncation, and the batching (``batch_size``, or ``max_tokens`` counting padding; length
+    ``bucketing``; ``packing`` into padding-free rows). Use it directly (``for batch in loader``)
+    or in ``torch.utils.data.DataLoader(loader, batch_size=None, num_workers=...)`` /
+    ``torchdata``'s ``StatefulDataLoader`` (whose ``state_dict`` then includes this loader's).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        tokenizer: Any = None,
+        *,
+        text_column: str | None = None,
+        text_pair_column: str | None = None,
+        input_ids_column: str | None = None,
+        label_column: str | None = None,
+        format: str | None = None,
+        csv_quoting: bool = True,
+        csv_delimiter: str | None = None,
+        csv_has_header: bool = True,
+        csv_column_names: list[str] | None = None,
+        max_length: int | None = None,
+        truncation: bool | str = False,
+        add_special_tokens: bool = True,
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
+        bucketing: str = "none",
+        bucket_window: int | None = None,
+        packing: bool = False,
+        pack_split: bool = False,
+        pad_to_multiple_of: int | None = None,
+        pad_token_id: int | None = None,
+        shuffle: bool = True,
+        shuffle_buffer: int = 10_000,
+        seed: int = 0,
+        num_epochs: int = 1,
+        drop_last: bool = False,
+        even_batches: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        return_tensors: str = "pt",
+        rows_per_unit: int = 8192,
+    ) -> None:
+        super().__init__()
+        if (text_column is None) == (input_ids_column is None):
+            raise InvalidArgumentError("give exactly one of text_column (raw text) and input_ids_column (token ids)")
+        if text_pair_column is not None and text_column is None:
+            raise InvalidArgumentError("text_pair_column needs text_column")
+        if text_column is not None and tokenizer is None:
+            raise InvalidArgumentError("a tokenizer is needed to tokenize text_column")
+        if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer.from_transformers(tokenizer)
+        if bucketing not in ("none", "length"):
+            raise InvalidArgumentError(f"bucketing must be 'none' or 'length', got {bucketing!r}")
+        if return_tensors not in ("pt", "np"):
+            raise InvalidArgumentError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        for name, value in (
+            ("batch_size", batch_size),
+            ("max_tokens", max_tokens),
+            ("shuffle_buffer", shuffle_buffer),
+            ("bucket_window", bucket_window),
+            ("num_epochs", num_epochs),
+            ("max_length", max_length),
+            ("pad_to_multiple_of", pad_to_multiple_of),
+            ("rows_per_unit", rows_per_unit),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        if packing:
+            if max_tokens is None:
+                raise InvalidArgumentError("packing=True needs max_tokens (the number of tokens in each packed batch)")
+            if label_column is not None:
+                raise InvalidArgumentError(
+                    "packing builds causal-LM labels from the ids; it cannot be used with label_column"
+                )
+        elif pack_split:
+            raise InvalidArgumentError("pack_split=True needs packing=True")
+        if max_tokens is None and batch_size is None:
+            batch_size = 32
+
+        self.tokenizer = tokenizer
+        self.text_column, self.text_pair_column = text_column, text_pair_column
+        self.input_ids_column, self.label_column = input_ids_column, label_column
+        self.max_length = self._resolve_max_length(tokenizer, truncation, max_length, max_tokens)
+        self.truncation_strategy = (
+            truncation if isinstance(truncation, str) and truncation != "do_not_truncate" else "longest_first"
+        )
+        self.add_special_tokens = add_special_tokens
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.bucketing, self.packing, self.pack_split = bucketing, packing, pack_split
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.shuffle, self.seed, self.num_epochs = shuffle, seed, num_epochs
+        self.drop_last, self.even_batches = drop_last, even_batches
+        self.return_tensors = return_tensors
+        self.rank, self.world_size = _rank_and_world(rank, world_size)
+
+        window = shuffle_buffer if shuffle else rows_per_unit
+        if bucketing == "length":
+            window = max(window, bucket_window or shuffle_buffer)
+        if batch_size is not None and max_tokens is None:
+            # Whole batches per window: only the stream's last batch can be short.
+            window = -(-max(window, batch_size) // batch_size) * batch_size
+        self.window = window
+
+        self._sources: list[_Source] = open_sources(
+            source,
+            format,
+            CsvOptions(csv_quoting, csv_delimiter, csv_has_header, tuple(csv_column_names or ()) or None),
+            rows_per_unit,
+        )
+        type_column = None
+        if input_ids_column is not None and tokenizer is not None and "token_type_ids" in tokenizer.model_input_names:
+            if "token_type_ids" in self._sources[0].columns():
+                type_column = "token_type_ids"
+        self._type_column = type_column
+        check_columns(
+            self._sources,
+            {
+                "text_column": text_column,
+                "text_pair_column": text_pair_column,
+                "input_ids_column": input_ids_column,
+                "label_column": label_column,
+            },
+        )
+        self._columns = [
+            c for c in (text_column, text_pair_column, input_ids_column, type_column, label_column) if c is not None
+        ]
+        self._units = [
+            Unit(index, part, rows)
+            for index, source in enumerate(self._sources)
+            for part, rows in enumerate(source.parts())
+            if rows > 0
+        ]
+        self.num_examples = sum(unit.rows for unit in self._units)
+        if self.num_examples == 0:
+            raise DataSourceError(f"the data source holds no examples ({', '.join(s.name for s in self._sources)})")
+
+        self.pad_token_id = pad_token_id if pad_token_id is not None else getattr(tokenizer, "pad_token_id", None)
+        if self.pad_token_id is None and not packing:
+            raise InvalidArgumentError(
+                "Asking to pad but the tokenizer does not have a padding token: set tokenizer.pad_token "
+                "(e.g. tokenizer.pad_token = tokenizer.eos_token) or pass pad_token_id"
+            )
+        self.padding_side = getattr(tokenizer, "padding_side", "right")
+        self.pad_token_type_id = getattr(tokenizer, "pad_token_type_id", 0)
+        self._return_type_ids = text_column is not None and "token_type_ids" in tokenizer.model_input_names
+
+        self._epoch = 0
+        self._position = (0, 0, 0)  # (epoch, window, batches yielded in that window)
+        self._resume: tuple[int, int, int] | None = None
+        self._reader: tuple[int, int] | None = None
+        self.stats = {"batches": 0, "examples": 0, "tokens": 0, "padded_tokens": 0}
+
+    # ----------------------------------------------------------------------------------------------
+    # Settings
+
+    @staticmethod
+    def _resolve_max_length(
+        tokenizer: Tokenizer | None, truncation: bool | str, max_length: int | None, max_tokens: int | None
+    ) -> int | None:
+        if truncation in (False, None, "do_not_truncate"):
+            return None
+        if truncation is not True and truncation not in ("longest_first", "only_first", "only_second"):
+            raise InvalidArgumentError(
+                "truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
+                f"'do_not_truncate', got {truncation!r}"
+            )
+        if max_length is not None:
+            return max_length
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if model_max is not None and model_max < 1_000_000:
+            return model_max if max_tokens is None else min(model_max, max_tokens)
+        if max_tokens is not None:
+            return max_tokens
+        raise InvalidArgumentError("truncation=True needs max_length (the tokenizer sets no model_max_length)")
+
+    def _fingerprint(self) -> str:
+        settings = {
+            "units": [(u.source, u.part, u.rows) for u in self._units],
+            "sources": [s.name for s in self._sources],
+            "columns": self._columns,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "window": self.window,
+            "batch_size": self.batch_size,
+            "max_tokens": self.max_tokens,
+            "bucketing": self.bucketing,
+            "packing": [self.packing, self.pack_split],
+            "max_length": self.max_length,
+            "drop_last": [self.drop_last, self.even_batches],
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    # ----------------------------------------------------------------------------------------------
+    # Epochs and state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch the next iteration starts at (a new deterministic order per epoch)."""
+        self._epoch = int(epoch)
+        if self._resume is None or self._resume[0] < self._epoch:
+            self._position = (self._epoch, 0, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position after the last batch yielded (``StatefulDataLoader`` protocol)."""
+        epoch, window, batch = self._resume if self._resume is not None else self._position
+        reader, readers = self._reader if self._reader is not None else (None, None)
+        return {
+            "format": _STATE_FORMAT,
+            "fingerprint": self._fingerprint(),
+            "epoch": epoch,
+            "window": window,
+            "batch": batch,
+            "reader": reader,
+            "readers": readers,
+            "stats": dict(self.stats),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes at a saved position: the next iteration continues exactly where that one stopped."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise StateDictError("not a StreamingLoader state (wrong or missing 'format')")
+        if state["fingerprint"] != self._fingerprint():
+            raise StateDictError(
+                "this state belongs to a loader over other data or with other shuffling/batching settings "
+                "(fingerprints differ); build the loader with the same source and options to resume"
+            )
+        self._resume = (int(state["epoch"]), int(state["window"]), int(state["batch"]))
+        self._expected_reader = (state.get("reader"), state.get("readers"))
+        self._epoch = self._resume[0]
+        self._position = self._resume
+        self.stats = dict(state.get("stats") or self.stats)
+
+    # ----------------------------------------------------------------------------------------------
+    # Sharding
+
+    def _current_reader(self) -> tuple[int, int]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def _epoch_order(self, epoch: int) -> list[Unit]:
+        if not self.shuffle:
+            return list(self._units)
+        order = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch]).permutation(len(self._units))
+        return [self._units[i] for i in order]
+
+    def _share(self, epoch: int, reader: int, readers: int) -> list[tuple[Unit, int, int]]:
+        """The reader's examples as ``(unit, lo, hi)`` segments, in stream order."""
+        total = self.num_examples
+        if total < readers and not self.drop_last:
+            raise InvalidInputError(
+                f"{total} examples cannot be shared among {readers} readers (ranks x DataLoader workers): "
+                "use fewer workers or pass drop_last=True"
+            )
+        begin, end = reader * total // readers, (reader + 1) * total // readers
+        if self.drop_last:
+            end = begin + total // readers
+        segments: list[tuple[Unit, int, int]] = []
+        position = 0
+        for unit in self._epoch_order(epoch):
+            lo, hi = max(begin - position, 0), min(end - position, unit.rows)
+            if lo < hi:
+                segments.append((unit, lo, hi))
+            position += unit.rows
+            if position >= end:
+                break
+        size = end - begin
+        if self.even_batches and not self.drop_last and size < -(-total // readers):
+            # Every reader yields the same number of examples: the short ones repeat their first (as
+            # Accelerate's even_batches repeats samples from the start).
+            unit, lo, _ = segments[0]
+            segments.append((unit, lo, lo + 1))
+        return segments
+
+    # ----------------------------------------------------------------------------------------------
+    # Reading and batching
+
+    def _read_window(self, segments: list[tuple[Unit, int, int]]) -> Any:
+        import pyarrow as pa
+
+        tables = [self._sources[unit.source].read(unit.part, lo, hi, self._columns) for unit, lo, hi in segments]
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        for name in self._columns:
+            column = table.column(name)
+            if column.null_count:
+                row = next(i for i, valid in enumerate(column.is_valid().to_pylist()) if not valid)
+                raise InvalidInputError(f"{self._describe(segments, row)}: no value for column '{name}'")
+        return table
+
+    def _describe(self, segments: list[tuple[Unit, int, int]], row: int) -> str:
+        for unit, lo, hi in segments:
+            if row < hi - lo:
+                return self._sources[unit.source].describe_row(unit.part, lo + row)
+            row -= hi - lo
+        return "?"
+
+    def _tokenize(self, table: Any) -> Any:
+        if self.text_column is not None:
+            pairs = arrow_column(table, self.text_pair_column, "text") if self.text_pair_column else None
+            return _core.TokenRows.encode(
+                self.tokenizer._core,
+                arrow_column(table, self.text_column, "text"),
+                pairs,
+                text_column=self.text_column,
+                pair_column=self.text_pair_column or "text_pair",
+                max_length=self.max_length,
+                truncation_strategy=self.truncation_strategy,
+                truncation_side=getattr(self.tokenizer, "truncation_side", "right"),
+                add_special_tokens=self.add_special_tokens,
+                return_token_type_ids=self._return_type_ids,
+            )
+        types = arrow_column(table, self._type_column, "ids") if self._type_column else None
+        rows = _core.TokenRows.from_arrow(
+            arrow_column(table, self.input_ids_column, "ids"), types, column=self.input_ids_column
+        )
+        if self.max_length is not None and len(rows) and int(rows.lengths().max()) > self.max_length:
+            raise InvalidInputError(
+                f"'{self.input_ids_column}' holds examples longer than max_length={self.max_length}; "
+                "pre-tokenized ids are not truncated: truncate them when tokenizing"
+            )
+        return rows
+
+    def _labels(self, table: Any) -> np.ndarray | None:
+        import pyarrow as pa
+
+        if self.label_column is None:
+            return None
+        column = table.column(self.label_column).combine_chunks()
+        if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
+            return column.to_numpy(zero_copy_only=False).astype(np.int64)
+        if pa.types.is_floating(column.type):
+            return column.to_numpy(zero_copy_only=False).astype(np.float32)
+        raise InputTypeError(
+            f"label column '{self.label_column}' has Arrow type {column.type}; labels must be integer class ids "
+            "(map label names to ids first, e.g. with datasets' ClassLabel) or floats for regression"
+        )
+
+    def _plan(self, rows: Any, seed: int, last_window: bool) -> list[np.ndarray]:
+        if self.packing:
+            return rows.plan_packs(self.max_tokens, split=self.pack_split, shuffle=self.shuffle, seed=seed)
+        return rows.plan(
+            batch_size=self.batch_size,
+            max_tokens=self.max_tokens,
+            bucket_by_length=self.bucketing == "length",
+            shuffle=self.shuffle,
+            drop_last=self.drop_last and last_window,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            seed=seed,
+        )
+
+    def _collate(self, rows: Any, plan: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+        if self.packing:
+            ids, targets, positions, cu_seq_lens, longest = rows.pack(plan, separator_id=_PACK_SEPARATOR_ID)
+            batch: dict[str, Any] = {
+                "input_ids": ids[None, :],
+                "labels": targets[None, :],
+                "position_ids": positions[None, :],
+                "cu_seq_lens_q": cu_seq_lens,
+                "cu_seq_lens_k": cu_seq_lens,
+                "max_length_q": longest,
+                "max_length_k": longest,
+            }
+            real = padded = ids.shape[0]
+            examples = plan.shape[0]
+        else:
+            ids, mask, types = rows.collate(
+                plan,
+                pad_id=self.pad_token_id,
+                pad_type_id=self.pad_token_type_id,
+                padding_side=self.padding_side,
+                pad_to_multiple_of=self.pad_to_multiple_of,
+            )
+            batch = {"input_ids": ids}
+            if types is not None:
+                batch["token_type_ids"] = types
+            batch["attention_mask"] = mask
+            if labels is not None:
+                batch["labels"] = labels[plan]
+            real, padded, examples = int(mask.sum()), mask.size, plan.shape[0]
+        self.stats["batches"] += 1
+        self.stats["examples"] += examples
+        self.stats["tokens"] += real
+        self.stats["padded_tokens"] += padded
+        if self.return_tensors == "pt":
+            batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+        return batch
+
+    def count_batches(self, epoch: int | None = None, num_workers: int = 0) -> int:
+        """How many batches this rank yields in ``epoch`` (default: the current one), summed over its
+        ``num_workers`` DataLoader workers. Reads and tokenizes this rank's share once (nothing of other
+        ranks), without collating. With ``max_tokens`` or ``packing`` the count depends on the lengths, so
+        ranks can differ: take the minimum over ranks (``accelerator.gather`` / ``all_reduce(MIN)``) and stop
+        there, or use ``accelerator.join_uneven_inputs``.
+        """
+        epoch = self._epoch if epoch is None else epoch
+        workers = max(num_workers, 1)
+        readers = self.world_size * workers
+        total = 0
+        for worker in range(workers):
+            reader = self.rank * workers + worker
+            segments = self._share(epoch, reader, readers)
+            size = sum(hi - lo for _, lo, hi in segments)
+            windows = -(-size // self.window)
+            for window in range(windows):
+                table = self._read_window(_slice_segments(segments, window * self.window, (window + 1) * self.window))
+                seed = _mix(self.seed, epoch, reader, readers, window)
+                total += len(self._plan(self._tokenize(table), seed, window == windows - 1))
+        return total
+
+    def __iter__(self) -> Any:
+        reader, readers = self._current_reader()
+        expected = getattr(self, "_expected_reader", (None, None))
+        if self._resume is not None and expected[1] is not None and expected[1] != readers:
+            raise StateDictError(
+                f"this state was saved with {expected[1]} readers (ranks x workers), now there are {readers}: "
+                "resume with the same world size and num_workers"
+            )
+        self._reader = (reader, readers)
+        first_epoch = self._epoch
+        for epoch in range(first_epoch, first_epoch + self.num_epochs):
+            start_window, start_batch = 0, 0
+            if self._resume is not None:
+                if self._resume[0] > epoch:
+                    continue
+                if self._resume[0] == epoch:
+                    start_window, start_batch = self._resume[1], self._resume[2]
+                self._resume = None
+            yield from self._epoch_batches(epoch, reader, readers, start_window, start_batch)
+            self._position = (epoch + 1, 0, 0)
+        self._epoch = first_epoch + self.num_epochs
+
+    def _epoch_batches(self, epoch: int, reader: int, readers: int, start_window: int, start_batch: int) -> Any:
+        segments = self._share(epoch, reader, readers)
+        size = sum(hi - lo for _, lo, hi in segments)
+        windows = -(-size // self.window)
+        for window in range(start_window, windows):
+            rows_from, rows_to = window * self.window, min((window + 1) * self.window, size)
+            window_segments = _slice_segments(segments, rows_from, rows_to)
+            table = self._read_window(window_segments)
+            rows = self._tokenize(table)
+            labels = self._labels(table)
+            plans = self._plan(rows, _mix(self.seed, epoch, reader, readers, window), window == windows - 1)
+            first = start_batch if window == start_window else 0
+            for index in range(first, len(plans)):
+                batch = self._collate(rows, plans[index], labels)
+                self._position = (epoch, window, index + 1) if index + 1 < len(plans) else (epoch, window + 1, 0)
+                yield batch
+
+    def __getstate__(self) -> dict[str, Any]:
+        for source in self._sources:
+            source.close()  # open files and memory maps are reopened in the worker
+        return self.__dict__.copy()
+
+
+def _slice_segments(segments: list[tuple[Unit, int, int]], start: int, stop: int) -> list[tuple[Unit, int, int]]:
+    """The part of a reader's segments covering its examples ``start..stop``."""
+    out = []
+    position = 0
+    for unit, lo, hi in segments:
+        length = hi - lo
+        a, b = max(start - position, 0), min(stop - position, length)
+        if a < b:
+            out.append((unit, lo + a, lo + b))
+        position += length
+        if position >= stop:
+            break
+    return out
