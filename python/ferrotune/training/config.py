@@ -163,7 +163,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        normalised = {key.replace("-", "_"): value for key, value in values.items()}
+        # Paths may be given as Path objects; the config keeps strings (it is written out as JSON).
+        normalised = {
+            key.replace("-", "_"): os.fspath(value) if isinstance(value, os.PathLike) else value
+            for key, value in values.items()
+        }
         unknown = sorted(set(normalised) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown}; known: {sorted(known)}")

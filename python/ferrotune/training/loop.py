@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[st
         config = TrainConfig.from_dict(config)
     elif not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig, a dict or a config file path, not {type(config).__name__}")
-    if overrides:
+    if overrides or any(isinstance(v, os.PathLike) for v in config.to_dict().values()):
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     return config.validate()
 
@@ -73,10 +74,13 @@ def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[st
 
 def summed_loss(model: Any, batch: dict, kind: str) -> Any:
     """The loss SUMMED over the batch's examples (tokens for causal LM): normalised later by the whole step's count."""
+    return loss_of_logits(model(**model_inputs(batch)).logits, batch["labels"], kind)
+
+
+def loss_of_logits(logits: Any, labels: Any, kind: str) -> Any:
     import torch.nn.functional as F
 
-    logits = model(**model_inputs(batch)).logits.float()
-    labels = batch["labels"]
+    logits = logits.float()
     if kind == CLASSIFICATION:
         return F.cross_entropy(logits, labels, reduction="sum")
     if kind == REGRESSION:
@@ -100,11 +104,10 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
     with torch.no_grad():
         for indices, batch in eval_batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = summed_loss(model, batch, data.kind).item()
-            items = loss_items(batch, data.kind)
-            outputs = None if data.kind == CAUSAL_LM else model(**model_inputs(batch))
-            logits = None if outputs is None else outputs.logits.float().cpu().numpy()
-            local.append((indices, loss, items, logits, batch["labels"].cpu().numpy()))
+            logits = model(**model_inputs(batch)).logits
+            loss = loss_of_logits(logits, batch["labels"], data.kind).item()
+            kept = None if data.kind == CAUSAL_LM else logits.float().cpu().numpy()  # LM logits are not needed
+            local.append((indices, loss, loss_items(batch, data.kind), kept, batch["labels"].cpu().numpy()))
     model.train()
     gathered = gather_object(local) if accelerator.num_processes > 1 else local
     total_loss, total_items = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
