@@ -86,3 +86,58 @@ def mask_tokens(
     vocab_size: int,
     seed: int,
 ) -> npt.NDArray[np.int64]: ...
+
+class TokenRows:
+    """Tokenized examples of one window of a stream (ragged rows)."""
+
+    @staticmethod
+    def encode(
+        tokenizer: Tokenizer,
+        texts: Any,
+        pairs: Any | None = None,
+        *,
+        text_column: str = "text",
+        pair_column: str = "text_pair",
+        max_length: int | None = None,
+        truncation_strategy: str = "longest_first",
+        truncation_side: str = "right",
+        add_special_tokens: bool = True,
+        return_token_type_ids: bool = True,
+    ) -> TokenRows: ...
+    @staticmethod
+    def from_arrow(ids: Any, type_ids: Any | None = None, *, column: str = "input_ids") -> TokenRows: ...
+    def __len__(self) -> int: ...
+    @property
+    def has_token_type_ids(self) -> bool: ...
+    def lengths(self) -> npt.NDArray[np.int64]: ...
+    def ragged(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]: ...
+    def plan(
+        self,
+        *,
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
+        bucket_by_length: bool = False,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        pad_to_multiple_of: int | None = None,
+        seed: int = 0,
+    ) -> list[npt.NDArray[np.int64]]: ...
+    def plan_packs(
+        self, capacity: int, *, split: bool = False, shuffle: bool = False, seed: int = 0
+    ) -> list[npt.NDArray[np.int64]]: ...
+    def collate(
+        self,
+        indices: npt.NDArray[np.int64],
+        *,
+        pad_id: int = 0,
+        pad_type_id: int = 0,
+        padding_side: str = "right",
+        pad_to_multiple_of: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]: ...
+    def pack(
+        self, pieces: npt.NDArray[np.int64], *, separator_id: int = -100, position_ids_start: int = 0
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], int]: ...
+
+def index_line_rows(
+    path: str, *, quote: str | None = None, has_header: bool = False, rows_per_unit: int = 8192
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]: ...
