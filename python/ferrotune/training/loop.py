@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import (
@@ -228,7 +228,10 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     step, best_metric, best_step, last_eval, last_checkpoint = 0, None, None, {}, None
     if resume_from is not None:
         shared, own = ckpt.load_shared(resume_from), ckpt.load_rank(resume_from, rank)
-        accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False)
+        # strict=False: the checkpoint holds the trainable weights only; each of them must find its parameter.
+        unexpected = accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False).unexpected_keys
+        if unexpected:
+            raise CheckpointError(f"checkpoint {resume_from} holds weights this model lacks: {unexpected[:3]}")
         optimizer.load_state_dict(shared["optimizer"])
         scheduler.load_state_dict(shared["scheduler"])
         step, best_metric, best_step = shared["step"], shared["best_metric"], shared["best_step"]
