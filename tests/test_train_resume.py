@@ -11,8 +11,10 @@ from train_support import records, small_mrpc
 
 pytest.importorskip("peft")
 
-# 96 pairs in batches of 8 with 2-batch accumulation: 6 steps per epoch, 12 in all.
-RUN = {"batch_size": 8, "gradient_accumulation_steps": 2, "lora_dropout": 0.1, "eval_every": 5}
+# 64 pairs in batches of 8 with 2-batch accumulation: 4 steps per epoch, 8 in all.
+RUN = {
+    "max_train_examples": 64, "batch_size": 8, "gradient_accumulation_steps": 2, "lora_dropout": 0.1, "eval_every": 3,
+}  # fmt: skip
 
 
 def adapter_weights(folder):
@@ -25,7 +27,7 @@ def assert_same_run(reference, resumed):
     import torch
 
     assert [r["loss"] for r in records(resumed, "train")] == [r["loss"] for r in records(reference, "train")]
-    assert [r["step"] for r in records(resumed, "train")] == list(range(1, 13))
+    assert [r["step"] for r in records(resumed, "train")] == list(range(1, 9))
     assert records(resumed, "eval")[-1]["eval_loss"] == records(reference, "eval")[-1]["eval_loss"]
     expected, actual = adapter_weights(reference), adapter_weights(resumed)
     assert expected.keys() == actual.keys()
@@ -46,10 +48,10 @@ def test_stop_and_resume_equals_uninterrupted_run(reference_run, tmp_path):
     import ferrotune
 
     options = small_mrpc(tmp_path / "run", **RUN)
-    stopped = ferrotune.train(**options, stop_after_steps=4)  # mid-epoch
-    assert stopped.status == "stopped" and stopped.steps == 4
+    stopped = ferrotune.train(**options, stop_after_steps=3)  # mid-epoch
+    assert stopped.status == "stopped" and stopped.steps == 3
     resumed = ferrotune.train(**options, resume="latest")
-    assert resumed.status == "finished" and resumed.steps == 12
+    assert resumed.status == "finished" and resumed.steps == 8
     assert_same_run(reference_run, tmp_path / "run")
 
 
@@ -60,16 +62,16 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(reference_run, t
     calls = {"n": 0}
     forward = loop.summed_loss
 
-    def interrupted_at_the_ninth_micro_batch(*args, **kwargs):
+    def interrupted_at_the_seventh_micro_batch(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 9:  # in the middle of step 5 (micro-batches 9-10)
+        if calls["n"] == 7:  # in the middle of step 4 (micro-batches 7-8), the first epoch's last
             raise KeyboardInterrupt
         return forward(*args, **kwargs)
 
     options = small_mrpc(tmp_path / "run", **RUN)
-    monkeypatch.setattr(loop, "summed_loss", interrupted_at_the_ninth_micro_batch)
+    monkeypatch.setattr(loop, "summed_loss", interrupted_at_the_seventh_micro_batch)
     interrupted = ferrotune.train(**options)
-    assert interrupted.status == "interrupted" and interrupted.steps == 4
+    assert interrupted.status == "interrupted" and interrupted.steps == 3
     assert interrupted.checkpoint is not None and (interrupted.checkpoint / "COMPLETE").is_file()
     monkeypatch.setattr(loop, "summed_loss", forward)
     resumed = ferrotune.train(**options, resume=str(interrupted.checkpoint))
@@ -92,5 +94,5 @@ def test_checkpoint_holds_the_config_it_was_written_with(reference_run):
 
     checkpoint = sorted((reference_run / "checkpoints").iterdir())[-1]
     state = torch.load(checkpoint / "state.pt", weights_only=False)
-    assert state["step"] == 12 and state["config"]["gradient_accumulation_steps"] == 2
+    assert state["step"] == 8 and state["config"]["gradient_accumulation_steps"] == 2
     assert json.loads((reference_run / "train_config.json").read_text()) == state["config"]
