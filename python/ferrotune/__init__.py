@@ -28,11 +28,19 @@ from .errors import (
     TokenizerFileError,
     TokenizerFileNotFoundError,
     TokenizerFormatError,
+    TrainingError,
 )
 from .tokenizer import Tokenizer
 
-# Imported on first use: they pull in torch and pyarrow, which `import ferrotune` does not need.
-_LAZY = {"StreamingLoader": "streaming", "tokenize_dataset": "datasets_map"}
+# Imported on first use: they pull in torch, pyarrow, accelerate and peft, which `import ferrotune` does not need.
+_LAZY = {
+    "StreamingLoader": "streaming",
+    "tokenize_dataset": "datasets_map",
+    "train": "training",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "predict": "prediction",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -63,10 +71,15 @@ __all__ = [
     "StreamingLoader",
     "TokenizationError",
     "Tokenizer",
+    "TrainConfig",
+    "TrainResult",
     "tokenize_dataset",
     "TokenizerFileError",
     "TokenizerFileNotFoundError",
     "TokenizerFormatError",
+    "TrainingError",
     "__version__",
     "errors",
+    "predict",
+    "train",
 ]

@@ -17,6 +17,13 @@ __all__ = [
     "TokenizerFormatError",
     "TokenizationError",
     "InternalError",
+    "TrainingError",
+    "ConfigError",
+    "ModelFileNotFoundError",
+    "DataError",
+    "LabelError",
+    "CheckpointError",
+    "ResumeMismatchError",
     "DataSourceError",
     "DataSourceNotFoundError",
     "ColumnNotFoundError",
@@ -81,3 +88,35 @@ class ColumnNotFoundError(InvalidInputError, KeyError):
 
 class StateDictError(InvalidArgumentError):
     """A loader state that does not belong to this loader (other data, seed, batching or sharding)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning (ferrotune.train / ferrotune.predict): every problem is reported before training starts.
+
+
+class TrainingError(FerrotuneError):
+    """Base class of the errors ``ferrotune.train`` and ``ferrotune.predict`` raise."""
+
+
+class ConfigError(TrainingError, InvalidArgumentError):
+    """A training option is invalid or inconsistent (unknown task, negative rank, unreadable config file)."""
+
+
+class ModelFileNotFoundError(TrainingError, FileNotFoundError):
+    """The model folder, or a file it needs (config.json, weights, tokenizer), does not exist."""
+
+
+class DataError(TrainingError, InvalidInputError):
+    """Training or evaluation data that cannot be used as configured."""
+
+
+class LabelError(DataError):
+    """A label outside the label set (an unknown name, an id out of range, a non-number for regression)."""
+
+
+class CheckpointError(TrainingError, OSError):
+    """A checkpoint or trained output folder is missing or unreadable."""
+
+
+class ResumeMismatchError(CheckpointError, ValueError):
+    """``--resume`` points at a checkpoint written by a run with a different configuration."""

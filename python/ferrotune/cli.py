@@ -1,0 +1,141 @@
+"""The ``ferrotune`` command line: ``ferrotune train ...`` and ``ferrotune predict ...``.
+
+``train``'s flags are generated from :class:`ferrotune.TrainConfig`, one flag per field (``lora_r`` is
+``--lora-r``); ``--config FILE`` reads a YAML/JSON file of the same options, and flags given explicitly win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from .errors import FerrotuneError
+from .training.config import TrainConfig, read_config_file, split_list
+
+
+def _flag_type(annotation: str):
+    """argparse type and action for a TrainConfig field annotation (a string: annotations are postponed)."""
+    if annotation.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction}
+    if annotation.startswith("list[str]"):
+        return {"type": split_list, "metavar": "A,B"}
+    if annotation.startswith("int"):
+        return {"type": int}
+    if annotation.startswith("float"):
+        return {"type": float}
+    return {"type": str}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML or JSON file of options (the same names); flags given here win")
+    for config_field in dataclasses.fields(TrainConfig):
+        default = config_field.default if config_field.default is not dataclasses.MISSING else None
+        help_text = config_field.metadata.get("help", "")
+        if default is not None and not isinstance(default, bool):
+            help_text += f" [default: {default}]"
+        parser.add_argument(
+            "--" + config_field.name.replace("_", "-"),
+            dest=config_field.name,
+            default=argparse.SUPPRESS,  # absent flags do not override the config file
+            help=help_text,
+            **_flag_type(str(config_field.type)),
+        )
+
+
+def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
+    values = vars(arguments).copy()
+    for name in ("command", "config"):
+        values.pop(name, None)
+    base = read_config_file(arguments.config) if getattr(arguments, "config", None) else {}
+    return TrainConfig.from_dict({**base, **values}).validate()
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="a folder written by ferrotune train (its output dir, or best/)")
+    parser.add_argument("--input", help="file of examples (TSV/CSV/JSONL/Parquet...); default: lines of stdin")
+    parser.add_argument("--text-column", default="text", help="column of the texts in --input [default: text]")
+    parser.add_argument("--text-pair-column", help="column of the second texts of pairs in --input")
+    parser.add_argument("--format", help="format of --input (default: from its extension)")
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per batch [default: 64]")
+    parser.add_argument("--merge", metavar="DIR", help="write the adapter merged into its base model to DIR, and stop")
+
+
+def _read_inputs(arguments: argparse.Namespace) -> tuple[list[str], list[str] | None]:
+    if arguments.input:
+        from .errors import ColumnNotFoundError
+        from .training.data import read_table
+
+        table = read_table(arguments.input, arguments.format)
+        for name in filter(None, (arguments.text_column, arguments.text_pair_column)):
+            if name not in table.column_names:
+                raise ColumnNotFoundError(f"column {name!r} is not in {arguments.input}; columns: {table.column_names}")
+        texts = [str(t) for t in table.column(arguments.text_column).to_pylist()]
+        pairs = None
+        if arguments.text_pair_column:
+            pairs = [str(t) for t in table.column(arguments.text_pair_column).to_pylist()]
+        return texts, pairs
+    # stdin: one example per line; a tab separates the two texts of a pair.
+    lines = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if lines and all("\t" in line for line in lines):
+        texts, pairs = zip(*(line.split("\t", 1) for line in lines))
+        return list(texts), list(pairs)
+    return lines, None
+
+
+def run_train(arguments: argparse.Namespace) -> int:
+    from .training import train
+
+    config = config_from_arguments(arguments)
+    result = train(config)
+    metrics = {k.removeprefix("eval_"): round(v, 4) for k, v in result.eval_metrics.items()}
+    if not result.main_process:
+        pass
+    elif config.log == "json":
+        print(json.dumps({"type": "result", "status": result.status, "steps": result.steps, "dev": metrics,
+                          "output_dir": str(result.output_dir)}))  # fmt: skip
+    elif result.status == "finished":
+        print(f"trained {result.steps} steps in {result.train_seconds:.0f} s; dev metrics: {json.dumps(metrics)}")
+        print(f"model written to {result.output_dir}")
+    else:
+        print(f"{result.status} after {result.steps} steps; continue with --resume {result.checkpoint}")
+    return 130 if result.status == "interrupted" else 0
+
+
+def run_predict(arguments: argparse.Namespace) -> int:
+    from . import prediction as predict_module
+
+    if arguments.merge:
+        folder = predict_module.merge(arguments.model_dir, arguments.merge)
+        print(f"merged model written to {folder}")
+        return 0
+    texts, pairs = _read_inputs(arguments)
+    for result in predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size):
+        print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferrotune", description="Fine-tune and run models, fed by ferrotune.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(commands.add_parser("train", help="fine-tune a model (LoRA by default)"))
+    add_predict_arguments(commands.add_parser("predict", help="classify texts with a trained model"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # ferrotune trains local models: never wait on the Hub
+    arguments = build_parser().parse_args(argv)
+    try:
+        return run_train(arguments) if arguments.command == "train" else run_predict(arguments)
+    except FerrotuneError as error:
+        print(f"ferrotune {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def console_main() -> Any:
+    sys.exit(main())

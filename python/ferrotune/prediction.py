@@ -1,0 +1,114 @@
+"""``ferrotune.predict``: classify texts (or pairs) with a folder written by ``ferrotune.train``.
+
+The folder holds a LoRA adapter (loaded onto its base model with PEFT) or a full model; examples are batched by
+length (sorted, so almost nothing is padded) and the results come back in input order, shaped like
+transformers' ``pipeline("text-classification")``: ``[{"label": ..., "score": ...}, ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckpointError, ConfigError, InvalidInputError
+from .training.loop import CONFIG_FILE, TASK_FILE
+from .training.modeling import TOKENIZER_FILES, check_model_folder, load_tokenizer, quiet_transformers
+from .training.tasks import CAUSAL_LM, REGRESSION
+
+
+def read_task(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / TASK_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{model_dir} is not a ferrotune training output (no {TASK_FILE})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_trained(model_dir: str | os.PathLike[str]) -> tuple[Any, Any, dict[str, Any]]:
+    """(model in eval mode, tokenizer, task description) of a training output folder."""
+    import transformers
+
+    model_dir = Path(model_dir)
+    task = read_task(model_dir)
+    if task["kind"] == CAUSAL_LM:
+        raise ConfigError("predict classifies texts; this folder holds a causal language model")
+    labels = task["label_names"]
+    head = {"num_labels": 1 if task["kind"] == REGRESSION else len(labels)}
+    if labels:
+        head.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    with quiet_transformers():
+        if (model_dir / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            base_path = check_model_folder(Path(task["base_model"]))
+            base = transformers.AutoModelForSequenceClassification.from_pretrained(base_path, **head)
+            model = PeftModel.from_pretrained(base, model_dir)
+        else:
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir)
+    return model.eval(), load_tokenizer(model_dir), task
+
+
+def predict_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *, batch_size: int = 64,
+                   max_length: int | None = 512) -> np.ndarray:  # fmt: skip
+    """Model outputs for every input, in input order, computed on length-sorted batches."""
+    import torch
+
+    if pairs is not None and len(pairs) != len(texts):
+        raise InvalidInputError(f"{len(texts)} texts but {len(pairs)} text pairs")
+    if not texts:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+    outputs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            features = [{key: encoded[key][i] for key in encoded.keys()} for i in chosen]
+            batch = tokenizer.pad(features, return_tensors="pt")
+            outputs[chosen] = model(**batch).logits.float().numpy()
+    return outputs
+
+
+def _as_pipeline(outputs: np.ndarray, task: dict[str, Any]) -> list[dict[str, Any]]:
+    if task["kind"] == REGRESSION:
+        return [{"label": "score", "score": float(row[0])} for row in outputs]
+    shifted = outputs - outputs.max(axis=1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    best = probabilities.argmax(axis=1)
+    names = task["label_names"]
+    return [{"label": names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
+
+
+def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pairs: str | list[str] | None = None, *,
+            batch_size: int = 64, max_length: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Labels and scores for each text (or pair): ``[{"label": ..., "score": ...}]`` as ``pipeline`` returns.
+
+    ``max_length`` defaults to the one the model was trained with."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(text_pairs, str):
+        text_pairs = [text_pairs]
+    model, tokenizer, task = load_trained(model_dir)
+    logits = predict_logits(model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs),
+                            batch_size=batch_size, max_length=max_length or task.get("max_length", 512))  # fmt: skip
+    return _as_pipeline(logits, task)
+
+
+def merge(model_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Path:
+    """Folds a LoRA adapter into its base model (PEFT's merge_and_unload) and writes a standalone model folder."""
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model, _, task = load_trained(model_dir)
+    if not (model_dir / "adapter_config.json").is_file():
+        raise ConfigError(f"{model_dir} holds a full model already: nothing to merge")
+    merged = model.merge_and_unload()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(output_dir, safe_serialization=True)
+    for name in (*TOKENIZER_FILES, CONFIG_FILE):
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, output_dir / name)
+    (output_dir / TASK_FILE).write_text(json.dumps({**task, "lora": False}, indent=2) + "\n")
+    return output_dir

@@ -1,0 +1,354 @@
+"""``ferrotune.train``: an Accelerate training loop (in the spirit of Accelerate's nlp_example.py and nanoGPT's
+train.py), fed by ferrotune's tokenizer and collators. Read it top to bottom: setup, then one loop over optimizer
+steps, evaluation and checkpoints along the way, the trained model written at the end."""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import (
+    LABEL_SENTINEL,
+    TaskData,
+    batch_tokens,
+    build_eval_batches,
+    build_train_loader,
+    load_task_data,
+    loss_items,
+    model_inputs,
+    prepare_batch,
+)
+from .metrics import compute_metrics, is_better
+from .modeling import TOKENIZER_FILES, build_model, check_model_folder, load_tokenizer, parameter_counts
+from .report import RunLog, plot_metrics
+from .tasks import CAUSAL_LM, CLASSIFICATION, REGRESSION
+
+TASK_FILE = "ferrotune_task.json"  # what predict needs besides the weights: task kind, labels, base model
+CONFIG_FILE = "train_config.json"  # the config used (accepted back by --config)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    status: str  # "finished", "stopped" (stop_after_steps) or "interrupted" (Ctrl-C)
+    eval_metrics: dict[str, float] = field(default_factory=dict)  # of the last evaluation
+    best_metric: float | None = None
+    best_step: int | None = None
+    checkpoint: Path | None = None  # the last checkpoint written
+    train_seconds: float = 0.0
+    main_process: bool = True  # False on the other ranks of a multi-process run
+
+
+def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, (str, Path)):
+        config = TrainConfig.from_file(config)
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    elif not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, a dict or a config file path, not {type(config).__name__}")
+    if overrides or any(isinstance(v, os.PathLike) for v in config.to_dict().values()):
+        config = TrainConfig.from_dict({**config.to_dict(), **overrides})
+    return config.validate()
+
+
+# --------------------------------------------------------------------------------------------------
+# Loss and evaluation
+
+
+def summed_loss(model: Any, batch: dict, kind: str) -> Any:
+    """The loss SUMMED over the batch's examples (tokens for causal LM): normalised later by the whole step's count."""
+    return loss_of_logits(model(**model_inputs(batch)).logits, batch["labels"], kind)
+
+
+def loss_of_logits(logits: Any, labels: Any, kind: str) -> Any:
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    if kind == CLASSIFICATION:
+        return F.cross_entropy(logits, labels, reduction="sum")
+    if kind == REGRESSION:
+        return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
+    # Causal LM: token t predicts token t+1.
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+        ignore_index=LABEL_SENTINEL, reduction="sum",
+    )  # fmt: skip
+
+
+def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -> dict[str, float]:
+    """Metrics over the whole evaluation set (each process evaluates its share; results are gathered)."""
+    import torch
+    from accelerate.utils import gather_object
+
+    # The unwrapped model: DDP's forward syncs buffers collectively, and ranks may hold different batch counts here.
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    local = []
+    with torch.no_grad():
+        for indices, batch in eval_batches:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            logits = model(**model_inputs(batch)).logits
+            loss = loss_of_logits(logits, batch["labels"], data.kind).item()
+            kept = None if data.kind == CAUSAL_LM else logits.float().cpu().numpy()  # LM logits are not needed
+            local.append((indices, loss, loss_items(batch, data.kind), kept, batch["labels"].cpu().numpy()))
+    model.train()
+    gathered = gather_object(local) if accelerator.num_processes > 1 else local
+    total_loss, total_items = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
+    results = {"eval_loss": total_loss / max(total_items, 1)}
+    if data.kind == CAUSAL_LM:
+        results["eval_perplexity"] = math.exp(min(results["eval_loss"], 50.0))
+        return results
+    order = np.argsort(np.concatenate([g[0] for g in gathered]), kind="stable")  # back to file order
+    logits = np.concatenate([g[3] for g in gathered])[order]
+    labels = np.concatenate([g[4] for g in gathered])[order]
+    results.update({f"eval_{k}": v for k, v in compute_metrics(data.metrics, logits, labels).items()})
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizer and schedule
+
+
+def build_optimizer(model: Any, config: TrainConfig) -> Any:
+    import torch
+
+    # No weight decay on biases and LayerNorm weights (as transformers' Trainer).
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.peak_learning_rate)
+
+
+def linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int) -> Any:
+    """Linear warmup from 0 to the peak learning rate, then linear decay to 0 (transformers' "linear")."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+
+
+def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, config: TrainConfig, data: TaskData):
+    """The adapter (or full model), tokenizer files, the config used and the task description."""
+    if not accelerator.is_main_process:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (model_path / name).is_file():
+            shutil.copyfile(model_path / name, folder / name)
+    (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    task = {
+        "kind": data.kind, "label_names": data.label_names, "metrics": list(data.metrics),
+        "base_model": str(model_path.resolve()), "lora": config.use_lora, "max_length": config.max_length,
+    }  # fmt: skip
+    (folder / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+def train(config: TrainConfig | dict | str | Path | None = None, **overrides: Any) -> TrainResult:
+    """Fine-tunes a model as ``config`` says (a TrainConfig, a dict, a YAML/JSON file; keyword overrides win).
+
+    Every input problem raises a ferrotune error before training starts. Ctrl-C saves a checkpoint and returns
+    a result with status "interrupted"; ``resume`` continues from a checkpoint exactly."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    # ---- Setup: check everything first (config, data, model files, resume checkpoint)
+    config = as_config(config, overrides)
+    data = load_task_data(config)
+    model_path = check_model_folder(config.model_path())
+    resume_from = ckpt.resolve_resume(config)
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision fp16 needs a GPU; on CPU use 'bf16' or 'no'")
+    output_dir = Path(config.output_dir)
+    metric_for_best = (config.metric_for_best or data.main_metric).removeprefix("eval_")
+    if metric_for_best not in (*data.metrics, "loss"):
+        raise ConfigError(f"metric_for_best {metric_for_best!r} is not one of {[*data.metrics, 'loss']}")
+
+    # cpu=True without a GPU: under torchrun / accelerate launch, processes then meet over gloo (MULTI_CPU).
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=not torch.cuda.is_available(),
+    )
+    rank, world = accelerator.process_index, accelerator.num_processes
+    set_seed(config.seed)  # Python, NumPy and torch: the new head's initialisation, LoRA's, dropout
+
+    tokenizer = load_tokenizer(model_path)
+    model = build_model(config, model_path, data.label_names, tokenizer)
+    train_loader = build_train_loader(config, tokenizer, data.train, rank, world)
+    eval_batches = build_eval_batches(config, tokenizer, data.eval, rank, world) if data.eval is not None else []
+
+    # Optimizer steps per epoch: every process must take the same number (DDP syncs at each), so each epoch stops
+    # at the smallest batch count over the processes (packed batches can differ by one or two between ranks).
+    accumulation = config.gradient_accumulation_steps
+    batch_counts = torch.tensor([train_loader.count_batches(e) for e in range(config.epochs)])
+    batch_counts = accelerator.gather(batch_counts.to(accelerator.device)).view(world, -1).min(dim=0).values.tolist()
+    epoch_steps = [math.ceil(count / accumulation) for count in batch_counts]
+    if min(epoch_steps) == 0:
+        raise ConfigError(f"not one batch of {config.batch_size} per process: use more data or a smaller batch")
+    epoch_ends = list(itertools.accumulate(epoch_steps))  # the step that ends each epoch
+    total_steps = epoch_ends[-1]
+    optimizer = build_optimizer(model, config)
+    scheduler = linear_schedule(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not prepared: the scheduler steps once per optimizer step, and the loader already shards by rank.
+
+    step, best_metric, best_step, last_eval, last_checkpoint = 0, None, None, {}, None
+    if resume_from is not None:
+        shared, own = ckpt.load_shared(resume_from), ckpt.load_rank(resume_from, rank)
+        # strict=False: the checkpoint holds the trainable weights only; each of them must find its parameter.
+        unexpected = accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False).unexpected_keys
+        if unexpected:
+            raise CheckpointError(f"checkpoint {resume_from} holds weights this model lacks: {unexpected[:3]}")
+        optimizer.load_state_dict(shared["optimizer"])
+        scheduler.load_state_dict(shared["scheduler"])
+        step, best_metric, best_step = shared["step"], shared["best_metric"], shared["best_step"]
+        train_loader.load_state_dict(own["loader"])
+        ckpt.restore_rng(own["rng"])
+        last_checkpoint = resume_from
+
+    log = RunLog(output_dir, config.log, accelerator.is_main_process, total_steps, resume_step=step)
+    trainable, total = parameter_counts(model)
+    log.message(
+        f"{data.kind} on {model_path.name}: {trainable:,} of {total:,} parameters trainable, {world} process(es), "
+        f"{epoch_steps[0]} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
+    )
+
+    def checkpoint_now(rng_state: dict, loader_state: dict) -> Path:
+        folder = ckpt.checkpoint_dir(output_dir, step)
+        shared = {
+            "model": ckpt.trainable_state(accelerator.unwrap_model(model)),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "best_metric": best_metric, "best_step": best_step, "config": config.to_dict(),
+        }  # fmt: skip
+        ckpt.save_checkpoint(accelerator, folder, shared=shared, per_rank={"rng": rng_state, "loader": loader_state})
+        return folder
+
+    def evaluate_now(epoch: float) -> None:
+        nonlocal best_metric, best_step, last_eval
+        if not eval_batches and data.eval is None:
+            return
+        last_eval = evaluate(accelerator, model, eval_batches, data)
+        value = last_eval[f"eval_{metric_for_best}"]
+        improved = is_better(metric_for_best, value, best_metric)
+        if improved:
+            best_metric, best_step = value, step
+            save_model(accelerator, model, output_dir / "best", model_path, config, data)
+        log.write({"type": "eval", "step": step, "epoch": round(epoch, 4), **last_eval, "best": improved})
+
+    # ---- The loop: one iteration per optimizer step (a window of `accumulation` micro-batches)
+    model.train()
+    status, start_time = "finished", time.perf_counter()
+    rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
+    try:
+        while step < total_steps:
+            epoch = bisect.bisect_right(epoch_ends, step)
+            epoch_start = epoch_ends[epoch] - epoch_steps[epoch]
+            train_loader.set_epoch(epoch)
+            batches = iter(train_loader)
+            while step < epoch_ends[epoch]:
+                step_start = time.perf_counter()
+                # The epoch's last step may have fewer micro-batches; batches beyond the common count are skipped.
+                remaining = batch_counts[epoch] - (step - epoch_start) * accumulation
+                window = list(itertools.islice(batches, min(accumulation, remaining)))
+                window = [prepare_batch(b, data.kind, accelerator.device) for b in window]
+                # Normalise by the real count of the whole step (all micro-batches, all processes): the gradient
+                # is then that of the mean over every example/token, whatever the batch composition.
+                real, padded = zip(*(batch_tokens(b) for b in window))
+                items = sum(loss_items(b, data.kind) for b in window)
+                counts = torch.tensor([items, sum(real), sum(padded)], device=accelerator.device)
+                items, real_tokens, padded_tokens = accelerator.reduce(counts, reduction="sum").tolist()
+                # accelerator.backward divides by the accumulation steps and DDP averages over processes: undo both.
+                scale = accumulation * world / max(items, 1)
+                step_loss = torch.zeros((), device=accelerator.device)
+                for i, batch in enumerate(window):
+                    last = i == len(window) - 1
+                    with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                        loss = summed_loss(model, batch, data.kind)
+                        accelerator.backward(loss * scale)
+                    step_loss += loss.detach()
+                grad_norm = None
+                if config.max_grad_norm > 0:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                learning_rate = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
+
+                loss_value = accelerator.reduce(step_loss, reduction="sum").item() / max(items, 1)
+                elapsed = time.perf_counter() - step_start
+                log.write({
+                    "type": "train", "step": step, "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4),
+                    "loss": loss_value,
+                    "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
+                    "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
+                    "real_tokens": int(real_tokens), "seconds": elapsed,
+                })  # fmt: skip
+
+                end_of_epoch = step == epoch_ends[epoch]
+                if end_of_epoch or (config.eval_every and step % config.eval_every == 0):
+                    evaluate_now(epoch + (step - epoch_start) / epoch_steps[epoch])
+                stopping = config.stop_after_steps is not None and step >= config.stop_after_steps
+                if end_of_epoch or stopping or (config.save_every and step % config.save_every == 0):
+                    last_checkpoint = checkpoint_now(rng_at_step, loader_at_step)
+                if stopping and step < total_steps:
+                    status = "stopped"
+                    break
+            if status == "stopped":
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+        if world == 1:  # with several processes the others may already be gone: no collective save possible
+            last_checkpoint = checkpoint_now(rng_at_step, loader_at_step)
+            log.message(f"interrupted at step {step}: checkpoint {last_checkpoint}; continue with --resume latest")
+    train_seconds = time.perf_counter() - start_time
+
+    # ---- Output: the trained model (adapter or full), tokenizer, config, plot
+    if status == "finished":
+        save_model(accelerator, model, output_dir, model_path, config, data)
+    log.close()
+    accelerator.wait_for_everyone() if status != "interrupted" else None
+    if accelerator.is_main_process:
+        plot_metrics(output_dir)
+        summary = {"type": "summary", "status": status, "step": step, "train_seconds": train_seconds,
+                   "best_step": best_step, "best_metric": best_metric, **last_eval}  # fmt: skip
+        with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(summary) + "\n")
+    return TrainResult(
+        output_dir, step, status, last_eval, best_metric, best_step, last_checkpoint, train_seconds,
+        accelerator.is_main_process,
+    )  # fmt: skip

@@ -1,0 +1,129 @@
+"""The model: a local folder, checked file by file, with a LoRA adapter (PEFT) or fully trainable."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModelFileNotFoundError, TokenizerFileError
+from .config import TrainConfig
+from .tasks import CAUSAL_LM, REGRESSION
+
+WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+)  # fmt: skip
+# LoRA targets when none are given: the attention query/value projections, named per architecture family.
+AUTO_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("c_attn",), ("query_key_value",), ("q_lin", "v_lin"))
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' load report lists the new head's weights as MISSING (they are meant to be: the head is new
+    or comes from the adapter) and peft triggers a deprecation warning of transformers: noise for our users."""
+    import transformers
+
+    level, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" of a 22M-parameter model
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
+def check_model_folder(path: Path) -> Path:
+    """The folder must hold config.json, weights and a fast tokenizer (tokenizer.json)."""
+    if not path.is_dir():
+        raise ModelFileNotFoundError(f"model folder {path} does not exist (ferrotune trains local models only)")
+    if not (path / "config.json").is_file():
+        raise ModelFileNotFoundError(f"model folder {path} has no config.json")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ModelFileNotFoundError(f"model folder {path} has no weights (one of {', '.join(WEIGHT_FILES)})")
+    if not (path / "tokenizer.json").is_file():
+        raise ModelFileNotFoundError(f"model folder {path} has no tokenizer.json (ferrotune needs a fast tokenizer)")
+    return path
+
+
+def load_tokenizer(path: Path) -> Any:
+    from ..tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_pretrained(path)
+    except TokenizerFileError as error:
+        raise ModelFileNotFoundError(f"cannot load the tokenizer of {path}: {error}") from error
+    if tokenizer.pad_token is None:  # GPT-style tokenizers: pad with EOS (padding is masked out anyway)
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def auto_lora_targets(model: Any) -> list[str]:
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for family in AUTO_TARGETS:
+        if set(family) <= leaf_names:
+            return list(family)
+    raise ConfigError(f"cannot pick LoRA target modules for {type(model).__name__}; pass --lora-targets")
+
+
+def base_model(config: TrainConfig, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
+    import transformers
+
+    if config.kind == CAUSAL_LM:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    else:
+        num_labels = 1 if config.kind == REGRESSION else len(label_names or [])
+        extra = {} if label_names is None else {
+            "id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)},
+        }  # fmt: skip
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=num_labels,
+            problem_type="regression" if config.kind == REGRESSION else "single_label_classification",
+            **extra,
+        )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_model(config: TrainConfig, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
+    """The base model, wrapped in a PEFT LoRA model unless ``lora_r`` is 0 (full fine-tuning).
+
+    For classification PEFT's SEQ_CLS task type also trains (and saves) the new classification head."""
+    with quiet_transformers():
+        model = base_model(config, path, label_names, tokenizer)
+        if not config.use_lora:
+            return model
+        return _with_lora(config, model)
+
+
+def _with_lora(config: TrainConfig, model: Any) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = config.lora_targets or auto_lora_targets(model)
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in leaf_names]
+    if missing:
+        raise ConfigError(f"LoRA targets {missing} are not module names of {type(model).__name__}")
+    lora = LoraConfig(
+        task_type=TaskType.CAUSAL_LM if config.kind == CAUSAL_LM else TaskType.SEQ_CLS,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        fan_in_fan_out=targets == ["c_attn"],  # GPT-2's Conv1D stores its weight transposed
+    )
+    return get_peft_model(model, lora)
+
+
+def parameter_counts(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
