@@ -212,7 +212,11 @@ class StreamingLoader(IterableDataset):
         self._return_type_ids = text_column is not None and "token_type_ids" in tokenizer.model_input_names
 
         self._epoch = 0
-        self._position = (0, 0, 0)  # (epoch, window, batches yielded in that window)
+        self._epoch_was_set = False  # set_epoch() wins over a loaded state's epoch, whatever the call order
+        self._start_epoch = 0  # the epoch the current iteration began at (num_epochs > 1 spans several)
+        # (epoch, window, batches yielded in that window) of the next batch; the end of an epoch is always
+        # written (epoch + 1, 0, 0) so that every reader states the same boundary the same way.
+        self._position = (0, 0, 0)
         self._resume: tuple[int, int, int] | None = None
         self._reader: tuple[int, int] | None = None
         self.stats = {"batches": 0, "examples": 0, "tokens": 0, "padded_tokens": 0}
@@ -261,8 +265,14 @@ class StreamingLoader(IterableDataset):
     # Epochs and state
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch the next iteration starts at (a new deterministic order per epoch)."""
+        """Selects the epoch the next iteration starts at (a new deterministic order per epoch).
+
+        After ``load_state_dict`` the iteration of ``epoch`` continues from the saved position when that
+        position lies in ``epoch``, yields nothing when the saved position is already past ``epoch`` (its
+        batches were all yielded), and starts ``epoch`` afresh when the saved position is in an earlier one.
+        """
         self._epoch = int(epoch)
+        self._epoch_was_set = True
         if self._resume is None or self._resume[0] < self._epoch:
             self._position = (self._epoch, 0, 0)
 
@@ -273,6 +283,7 @@ class StreamingLoader(IterableDataset):
         return {
             "format": _STATE_FORMAT,
             "fingerprint": self._fingerprint(),
+            "start_epoch": self._start_epoch if self._resume is None else self._resume_start,
             "epoch": epoch,
             "window": window,
             "batch": batch,
@@ -291,8 +302,12 @@ class StreamingLoader(IterableDataset):
                 "(fingerprints differ); build the loader with the same source and options to resume"
             )
         self._resume = (int(state["epoch"]), int(state["window"]), int(state["batch"]))
+        self._resume_start = int(state.get("start_epoch", self._resume[0]))
         self._expected_reader = (state.get("reader"), state.get("readers"))
-        self._epoch = self._resume[0]
+        if not self._epoch_was_set:
+            # A StatefulDataLoader worker loads the state into a copy of the loader: without an explicit
+            # set_epoch, the iteration restarts where the saved one started and skips what it already yielded.
+            self._epoch = self._resume_start
         self._position = self._resume
         self.stats = dict(state.get("stats") or self.stats)
 
@@ -482,7 +497,7 @@ class StreamingLoader(IterableDataset):
                 "resume with the same world size and num_workers"
             )
         self._reader = (reader, readers)
-        first_epoch = self._epoch
+        first_epoch = self._start_epoch = self._epoch
         for epoch in range(first_epoch, first_epoch + self.num_epochs):
             start_window, start_batch = 0, 0
             if self._resume is not None:
@@ -509,7 +524,10 @@ class StreamingLoader(IterableDataset):
             first = start_batch if window == start_window else 0
             for index in range(first, len(plans)):
                 batch = self._collate(rows, plans[index], labels)
-                self._position = (epoch, window, index + 1) if index + 1 < len(plans) else (epoch, window + 1, 0)
+                if index + 1 < len(plans):
+                    self._position = (epoch, window, index + 1)
+                else:
+                    self._position = (epoch, window + 1, 0) if window + 1 < windows else (epoch + 1, 0, 0)
                 yield batch
 
     def __getstate__(self) -> dict[str, Any]:
