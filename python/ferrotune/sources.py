@@ -38,6 +38,9 @@ _EXTENSIONS = {
     ".tsv": "tsv",
 }
 FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv")
+# What an Arrow IPC stream ends with: continuation marker + zero length (legacy streams: zero length only).
+_ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+_ARROW_LEGACY_END_OF_STREAM = b"\x00\x00\x00\x00"
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,11 @@ def _files_of(source: str | os.PathLike[str], explicit_format: str | None) -> li
                 f"cannot tell the format of '{path}' from its extension; pass format= one of {list(FORMATS)}"
             )
         return [(path, fmt)]
+    saved = _saved_dataset_files(path)
+    if saved is not None:
+        return saved
     found = []
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+    for child in sorted(p for p in path.rglob("*") if p.is_file() and not _skipped(p.relative_to(path))):
         fmt = _format_of(child, None)
         if fmt is not None and (explicit_format is None or fmt == explicit_format):
             found.append((child, fmt))
@@ -89,6 +95,44 @@ def _files_of(source: str | os.PathLike[str], explicit_format: str | None) -> li
             + (f" of format {explicit_format!r}" if explicit_format else "")
         )
     return found
+
+
+def _skipped(relative: Path) -> bool:
+    """Files a folder walk must not read as data: anything under a hidden name (``.ipynb_checkpoints``,
+    ``.git``, editor swap files) and ``datasets``' cache files (``cache-*.arrow``, written beside the data
+    by ``Dataset.map`` / ``tokenize_dataset``: the same rows again, processed)."""
+    if any(part.startswith(".") for part in relative.parts):
+        return True
+    name = relative.name
+    return name.startswith("cache-") and name.endswith(".arrow")
+
+
+def _saved_dataset_files(path: Path) -> list[tuple[Path, str]] | None:
+    """The data files of a ``datasets`` ``save_to_disk`` folder, as its ``state.json`` lists them (the
+    folder may also hold cache files of later ``map`` calls, which are not the dataset's rows)."""
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if (p / "state.json").is_file())
+        raise DataSourceError(
+            f"'{path}' is a datasets DatasetDict saved with save_to_disk (splits {splits}); "
+            f"pass one split's folder, e.g. '{path / (splits[0] if splits else 'train')}'"
+        )
+    state_file = path / "state.json"
+    if not state_file.is_file():
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        names = [entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataSourceError(
+            f"'{state_file}' is not a readable datasets state file ({err}); pass the data files themselves"
+        ) from err
+    files = []
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            raise DataSourceNotFoundError(f"'{file}', listed in '{state_file}', does not exist")
+        files.append((file, "arrow"))
+    return files
 
 
 class _Source:
@@ -213,11 +257,33 @@ class _ArrowSource(_Source):
         except Exception as err:
             raise self._fail(err) from err
 
+    def _check_stream_end(self) -> None:
+        """A stream cut at a record-batch boundary reads as a shorter valid stream: only the missing
+        end-of-stream marker tells. Walks the message headers (memory-mapped, bodies untouched)."""
+        import pyarrow as pa
+
+        source = pa.memory_map(str(self.path))
+        end = 0
+        while True:
+            try:
+                pa.ipc.read_message(source)
+            except EOFError:
+                break
+            end = source.tell()
+        source.seek(end)
+        tail = source.read()
+        if tail not in (_ARROW_END_OF_STREAM, _ARROW_LEGACY_END_OF_STREAM):
+            raise DataSourceError(
+                f"'{self.path}' is a truncated Arrow IPC stream: it stops after {end:,} bytes without the "
+                "end-of-stream marker (a copy or write cut short?); rewrite or re-copy the file"
+            )
+
     def parts(self) -> list[int]:
         if self._counts is None:
             reader = self._open()
             try:
                 if self._is_stream:
+                    self._check_stream_end()
                     self._counts = [batch.num_rows for batch in self._stream_batches()]
                 else:
                     self._counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
@@ -279,6 +345,13 @@ class _LineSource(_Source):
 
     def _row_index(self) -> tuple[list[int], list[int], int]:
         if self._index is None:
+            with open(self.path, "rb") as handle:
+                head = handle.read(1 << 16)
+            if b"\r" in head and b"\n" not in head:
+                raise DataSourceError(
+                    f"'{self.path}' ends its lines with a carriage return only (CR, old Mac style); rows must end "
+                    "with LF or CRLF: convert the file (e.g. `tr '\\r' '\\n' < in > out`)"
+                )
             quote = '"' if (not self._is_json and self.csv.quoting) else None
             has_header = (not self._is_json) and self.csv.has_header
             try:
@@ -306,6 +379,7 @@ class _LineSource(_Source):
             if not rows:
                 raise DataSourceError(f"'{self.path}' holds no rows")
             first = self._bytes(offsets[0], offsets[1]).split(b"\n", 1)[0]
+            self._check_utf8(first, self._line_of(0, 0))
             try:
                 record = json.loads(first)
             except json.JSONDecodeError as err:
@@ -319,6 +393,7 @@ class _LineSource(_Source):
             import pyarrow.csv as pacsv
 
             header = self._bytes(0, header_end)
+            self._check_utf8(header, 1)
             table = pacsv.read_csv(io.BytesIO(header), parse_options=self._parse_options())
             self._columns = list(table.column_names)
         else:
@@ -369,6 +444,7 @@ class _LineSource(_Source):
         if self._is_json:
             import pyarrow.json as pajson
 
+            self._check_utf8(data, self._line_of(part, 0))
             try:
                 table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block))
             except pa.ArrowInvalid as err:
@@ -380,6 +456,7 @@ class _LineSource(_Source):
             import pyarrow.csv as pacsv
 
             names = self.columns()
+            self._check_utf8(data, self._line_of(part, 0))
             try:
                 table = pacsv.read_csv(
                     io.BytesIO(data),
@@ -388,17 +465,30 @@ class _LineSource(_Source):
                     convert_options=pacsv.ConvertOptions(include_columns=columns),
                 )
             except pa.ArrowInvalid as err:
-                raise DataSourceError(
-                    f"'{self.path}': cannot parse the rows from line {self._line_of(part, 0)} on: {err}"
-                ) from err
+                raise self._csv_error(part, data, len(names), err) from err
         if table.num_rows != self.parts()[part]:
+            if self._is_json:
+                raise self._json_error(part, data, None)
             raise DataSourceError(
                 f"'{self.path}': read {table.num_rows} rows where {self.parts()[part]} were indexed "
                 f"from line {self._line_of(part, 0)} on (a quoting mismatch? GLUE TSVs need csv_quoting=False)"
             )
         return table.select(columns)
 
-    def _json_error(self, part: int, data: bytes, err: Exception) -> DataSourceError:
+    def _check_utf8(self, data: bytes, first_line: int) -> None:
+        """Text must be UTF-8: Arrow's readers would pass other bytes on (as invalid strings or as a
+        binary column) to fail later without a line number."""
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start)
+            column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+            raise DataSourceError(
+                f"'{self.path}', line {first_line + line}, column {column}: byte 0x{data[err.start]:02x} is not "
+                "UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)"
+            ) from None
+
+    def _json_error(self, part: int, data: bytes, err: Exception | None) -> DataSourceError:
         before = self._line_of(part, 0) - 1
         for number, line in enumerate(data.split(b"\n")):
             if not line.strip():
@@ -406,8 +496,31 @@ class _LineSource(_Source):
             try:
                 json.loads(line)
             except json.JSONDecodeError as bad:
+                if bad.msg == "Extra data":
+                    return DataSourceError(
+                        f"'{self.path}', line {before + number + 1}, column {bad.colno}: a second JSON value on "
+                        "the line; JSONL holds exactly one object per line"
+                    )
                 return DataSourceError(f"'{self.path}', line {before + number + 1}: not valid JSON ({bad})")
         return DataSourceError(f"'{self.path}': cannot read the rows from line {before + 1} on: {err}")
+
+    def _csv_error(self, part: int, data: bytes, width: int, err: Exception) -> DataSourceError:
+        """Names the row Arrow refused (its message gives the content, not the line)."""
+        import csv
+
+        before = self._line_of(part, 0) - 1
+        text = io.StringIO(data.decode("utf-8"), newline="")
+        quoting = csv.QUOTE_MINIMAL if self.csv.quoting else csv.QUOTE_NONE
+        reader = csv.reader(text, delimiter=self._delimiter, quoting=quoting, strict=False)
+        line = 0
+        for row in reader:
+            if row and len(row) != width:
+                return DataSourceError(
+                    f"'{self.path}', line {before + line + 1}: {len(row)} field(s) where the header has {width}"
+                    + ("" if self.csv.quoting else " (csv_quoting=False: quotes are plain characters)")
+                )
+            line = reader.line_num
+        return DataSourceError(f"'{self.path}': cannot parse the rows from line {before + 1} on: {err}")
 
 
 class _GzipJsonlSource(_Source):
@@ -437,8 +550,8 @@ class _GzipJsonlSource(_Source):
         for line in self._lines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataSourceError(f"'{self.path}', row 0: not valid JSON ({err})") from err
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise DataSourceError(f"'{self.path}', row 0: not valid UTF-8 JSON ({err})") from err
             return list(record) if isinstance(record, dict) else []
         raise DataSourceError(f"'{self.path}' holds no rows")
 
@@ -454,6 +567,13 @@ class _GzipJsonlSource(_Source):
         chunk = [next(lines) for _ in range(hi - lo)]
         self._cursor = (lines, hi)
         data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in chunk)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            row = lo + data.count(b"\n", 0, err.start)
+            raise DataSourceError(
+                f"'{self.path}', row {row}: byte 0x{data[err.start]:02x} is not UTF-8; re-encode the file as UTF-8"
+            ) from None
         try:
             table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=len(data) + 1))
         except pa.ArrowInvalid as err:

@@ -69,6 +69,14 @@ class StreamingLoader(IterableDataset):
     ``bucketing``; ``packing`` into padding-free rows). Use it directly (``for batch in loader``)
     or in ``torch.utils.data.DataLoader(loader, batch_size=None, num_workers=...)`` /
     ``torchdata``'s ``StatefulDataLoader`` (whose ``state_dict`` then includes this loader's).
+
+    Labels come out as one dtype for the whole stream: ``label_dtype`` ('int64' class ids or 'float32'
+    regression targets), or by default the type of the first unit's labels in file order (JSONL/CSV
+    types are inferred per unit; a non-whole label in an int64 stream is an error naming its line).
+    A folder source reads its data files but not hidden entries (``.ipynb_checkpoints``) or ``datasets``
+    cache files (``cache-*.arrow``); a ``save_to_disk`` folder reads the files its ``state.json`` lists.
+    Arrow files are memory-mapped: truncating one while a loader reads it can kill the process (SIGBUS);
+    copy files that another process is still writing.
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class StreamingLoader(IterableDataset):
         world_size: int | None = None,
         return_tensors: str = "pt",
         rows_per_unit: int = 8192,
+        label_dtype: str | None = None,
     ) -> None:
         super().__init__()
         if (text_column is None) == (input_ids_column is None):
@@ -132,6 +141,10 @@ class StreamingLoader(IterableDataset):
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        if label_dtype not in (None, "int64", "float32"):
+            raise InvalidArgumentError(
+                f"label_dtype must be None (decided from the data), 'int64' or 'float32', got {label_dtype!r}"
+            )
         if packing:
             if max_tokens is None:
                 raise InvalidArgumentError("packing=True needs max_tokens (the number of tokens in each packed batch)")
@@ -147,6 +160,7 @@ class StreamingLoader(IterableDataset):
         self.tokenizer = tokenizer
         self.text_column, self.text_pair_column = text_column, text_pair_column
         self.input_ids_column, self.label_column = input_ids_column, label_column
+        self.label_dtype = label_dtype  # None: decided once from the data when first needed
         self.max_length = self._resolve_max_length(tokenizer, truncation, max_length, max_tokens)
         self.truncation_strategy = (
             truncation if isinstance(truncation, str) and truncation != "do_not_truncate" else "longest_first"
@@ -360,13 +374,30 @@ class StreamingLoader(IterableDataset):
         import pyarrow as pa
 
         tables = [self._sources[unit.source].read(unit.part, lo, hi, self._columns) for unit, lo, hi in segments]
-        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as err:
+            raise self._type_clash(segments, tables, err) from err
         for name in self._columns:
             column = table.column(name)
             if column.null_count:
                 row = next(i for i, valid in enumerate(column.is_valid().to_pylist()) if not valid)
                 raise InvalidInputError(f"{self._describe(segments, row)}: no value for column '{name}'")
         return table
+
+    def _type_clash(self, segments: list[tuple[Unit, int, int]], tables: list[Any], err: Exception) -> DataSourceError:
+        for name in self._columns:
+            types: dict[str, str] = {}
+            for (unit, _, _), table in zip(segments, tables):
+                types.setdefault(str(table.schema.field(name).type), self._sources[unit.source].name)
+            if len(types) > 1:
+                found = "; ".join(f"{kind} in {where}" for kind, where in types.items())
+                return DataSourceError(
+                    f"column '{name}' has different types in different files ({found}): make them agree "
+                    "(e.g. cast the column when writing the files) or stream the files separately"
+                )
+        names = [self._sources[unit.source].name for unit, _, _ in segments]
+        return DataSourceError(f"cannot combine rows of {names}: {err}")
 
     def _describe(self, segments: list[tuple[Unit, int, int]], row: int) -> str:
         for unit, lo, hi in segments:
@@ -401,20 +432,51 @@ class StreamingLoader(IterableDataset):
             )
         return rows
 
-    def _labels(self, table: Any) -> np.ndarray | None:
+    def _label_kind_of(self, column: Any) -> str:
         import pyarrow as pa
 
-        if self.label_column is None:
-            return None
-        column = table.column(self.label_column).combine_chunks()
         if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
-            return column.to_numpy(zero_copy_only=False).astype(np.int64)
+            return "int64"
         if pa.types.is_floating(column.type):
-            return column.to_numpy(zero_copy_only=False).astype(np.float32)
+            return "float32"
+        if pa.types.is_null(column.type):
+            return "null"
         raise InputTypeError(
             f"label column '{self.label_column}' has Arrow type {column.type}; labels must be integer class ids "
             "(map label names to ids first, e.g. with datasets' ClassLabel) or floats for regression"
         )
+
+    def _decide_label_dtype(self) -> str:
+        """One label dtype for the whole stream, from the first unit in file order (every reader decides
+        alike): JSONL/CSV types are inferred per unit, and a unit of whole numbers must not turn a
+        regression stream's labels into int64 for one batch."""
+        unit = self._units[0]
+        source = self._sources[unit.source]
+        column = source.read(unit.part, 0, unit.rows, [self.label_column]).column(self.label_column)
+        kind = self._label_kind_of(column)
+        return "int64" if kind == "null" else kind
+
+    def _labels(self, table: Any, segments: list[tuple[Unit, int, int]]) -> np.ndarray | None:
+        import pyarrow.compute as pc
+
+        if self.label_column is None:
+            return None
+        if self.label_dtype is None:
+            self.label_dtype = self._decide_label_dtype()
+        column = table.column(self.label_column).combine_chunks()
+        kind = self._label_kind_of(column)
+        values = column.to_numpy(zero_copy_only=False)
+        if kind == "float32" and self.label_dtype == "int64":
+            fractional = pc.not_equal(column, pc.floor(column))
+            if pc.any(fractional).as_py():
+                row = pc.index(fractional, True).as_py()
+                raise InputTypeError(
+                    f"{self._describe(segments, row)}: label {values[row]} is not a whole number, but the labels "
+                    f"of the first examples ({self._sources[self._units[0].source].name}) are integers, read as "
+                    "class ids; for regression pass label_dtype='float32' (or write every label with a decimal "
+                    "point), for classification fix this label"
+                )
+        return values.astype(self.label_dtype)
 
     def _plan(self, rows: Any, seed: int, last_window: bool) -> list[np.ndarray]:
         if self.packing:
@@ -519,7 +581,7 @@ class StreamingLoader(IterableDataset):
             window_segments = _slice_segments(segments, rows_from, rows_to)
             table = self._read_window(window_segments)
             rows = self._tokenize(table)
-            labels = self._labels(table)
+            labels = self._labels(table, window_segments)
             plans = self._plan(rows, _mix(self.seed, epoch, reader, readers, window), window == windows - 1)
             first = start_batch if window == start_window else 0
             for index in range(first, len(plans)):
