@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _hf_loading
 from .batch_encoding import BatchEncoding, Column, build_output, normalize_tensor_type, to_py_obj
 from .errors import (
     EmptyBatchError,
@@ -30,47 +29,8 @@ SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", 
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
 
-_DEFAULT_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
-_NO_TYPE_IDS = ["input_ids", "attention_mask"]
 # transformers 5's base class (a bare tokenizer.json, no known family) returns no token_type_ids.
-_BASE_INPUT_NAMES = _NO_TYPE_IDS
-_BERT_TOKENS = {
-    "unk_token": "[UNK]",
-    "sep_token": "[SEP]",
-    "pad_token": "[PAD]",
-    "cls_token": "[CLS]",
-    "mask_token": "[MASK]",
-}
-_ROBERTA_TOKENS = {
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "sep_token": "</s>",
-    "cls_token": "<s>",
-    "unk_token": "<unk>",
-    "pad_token": "<pad>",
-    "mask_token": "<mask>",
-}
-_GPT2_TOKENS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
-
-# What transformers' tokenizer classes set when the config files do not: (model_input_names, special tokens).
-# Keyed by the family name found in tokenizer_config.json's "tokenizer_class" or config.json's "model_type".
-_FAMILY_DEFAULTS: dict[str, tuple[list[str], dict[str, str]]] = {
-    "bert": (_DEFAULT_INPUT_NAMES, _BERT_TOKENS),
-    "electra": (_DEFAULT_INPUT_NAMES, _BERT_TOKENS),
-    "distilbert": (_NO_TYPE_IDS, _BERT_TOKENS),
-    "roberta": (_NO_TYPE_IDS, _ROBERTA_TOKENS),
-    "gpt2": (_NO_TYPE_IDS, _GPT2_TOKENS),
-}
-
-
-def _family(tokenizer_class: str | None, model_type: str | None) -> str | None:
-    if tokenizer_class:
-        name = tokenizer_class.lower().removesuffix("fast").removesuffix("tokenizer")
-        if name in _FAMILY_DEFAULTS:
-            return name
-    if model_type and model_type.lower() in _FAMILY_DEFAULTS:
-        return model_type.lower()
-    return None
+_BASE_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 def _token_content(value: Any) -> str | None:
@@ -78,14 +38,6 @@ def _token_content(value: Any) -> str | None:
     if isinstance(value, Mapping):
         return value.get("content")
     return value
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise TokenizerFormatError(f"malformed JSON in '{path}': {error}") from error
 
 
 class Tokenizer:
@@ -146,26 +98,29 @@ class Tokenizer:
         tokenizer_file = folder / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise TokenizerFileNotFoundError(f"no tokenizer.json in '{folder}': ferrotune needs a fast tokenizer file")
-        config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-        special_map = (
-            _read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").is_file() else {}
+        files = {}
+        for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+            path = folder / name
+            files[name] = _hf_loading.read_json_object(path) if path.is_file() else {}
+            if name != "config.json":
+                _hf_loading.check_config(files[name], path)
+        try:
+            tokenizer_text = tokenizer_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise TokenizerFormatError(f"'{tokenizer_file}' is not UTF-8 text: {error}") from error
+        # transformers 5 picks a tokenizer class from the configs and many classes rebuild the pipeline of
+        # tokenizer.json (Llama's Metaspace, GPT-2's add_prefix_space, ...): build what AutoTokenizer builds.
+        edited, _, settings = _hf_loading.build(
+            folder,
+            tokenizer_text,
+            files["tokenizer_config.json"],
+            files["special_tokens_map.json"],
+            files["config.json"],
         )
-        model_config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
-
-        family = _family(config.get("tokenizer_class"), model_config.get("model_type"))
-        input_names, family_tokens = _FAMILY_DEFAULTS.get(family, (_BASE_INPUT_NAMES, {}))
-        settings: dict[str, Any] = {
-            "model_max_length": config.get("model_max_length", VERY_LARGE_INTEGER),
-            "padding_side": config.get("padding_side", "right"),
-            "truncation_side": config.get("truncation_side", "right"),
-            "model_input_names": config.get("model_input_names", input_names),
-            "clean_up_tokenization_spaces": bool(config.get("clean_up_tokenization_spaces", False)),
-        }
-        for name in SPECIAL_TOKEN_ATTRIBUTES:
-            value = config.get(name, special_map.get(name, family_tokens.get(name)))
-            settings[name] = _token_content(value)
         settings.update(overrides)
-        return cls.from_file(tokenizer_file, **settings)
+        if edited is None:
+            return cls.from_file(tokenizer_file, **settings)
+        return cls(edited, **settings)
 
     @classmethod
     def from_transformers(cls, tokenizer: Any, *, engine: str = "auto") -> Tokenizer:

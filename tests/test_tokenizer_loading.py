@@ -1,0 +1,208 @@
+"""``Tokenizer.from_pretrained(folder)`` must build the tokenizer transformers 5 builds from the same folder.
+
+transformers' ``AutoTokenizer`` picks a tokenizer class from ``tokenizer_config.json`` / ``config.json`` and many
+classes (Llama, GPT-2, T5, BERT, RoBERTa, Gemma, Qwen2, GPT-NeoX, ...) rebuild the normalizer, pre-tokenizer,
+decoder and post-processor from the config rather than using ``tokenizer.json`` as is. Every test here compares
+ids, attention masks, token type ids and offsets of both libraries, on real texts and edge cases, for the shared
+tokenizer folders and for folders written here with config variants next to a copied ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import ferrotune
+import pytest
+from conftest import DATA_DIR, imdb_texts, load_hf, mrpc_pairs, require_data_dir, require_minilm_dir, sst2_sentences
+
+TOKENIZERS_DIR = DATA_DIR / "tokenizers"
+SHARED_FOLDERS = ["gpt2", "smollm2-135m-instruct", "cl100k", "t5-small", "open_llama_3b_zh_en"]
+
+EDGE_CASES = [
+    "",
+    " ",
+    " hello",
+    "  hello  world ",
+    "hello",
+    "Hello world",
+    "a</s>b",
+    "<s>a</s> b </s>",
+    "x <unk> y",
+    "<|endoftext|>text<|endoftext|>",
+    "<|im_start|>user\nHi<|im_end|>",
+    "[CLS] a [SEP] b [MASK]",
+    "<pad> <extra_id_0> fill <extra_id_1>",
+    "中文测试，你好世界。",
+    "日本語のテキスト",
+    "emoji 😀👍🏽 and ZWJ 👨‍👩‍👧",
+    "tabs\tand\nnewlines\r\n end",
+    "Hello world! 12345 3.14159",
+    "I'm can't won't y'all",
+    "Ünïcödé ÀÉÎ façade naïve",
+    "   ",
+    "\u2581already\u2581metaspace",
+    "a  b   c    d",
+]
+
+
+def _texts() -> tuple[list[str], list[str], list[str]]:
+    """(single texts, first sentences, second sentences): real data plus the edge cases."""
+    first, second = mrpc_pairs(120)
+    singles = sst2_sentences(150) + [text[:2000] for text in imdb_texts(8)] + EDGE_CASES
+    pair_first = first + EDGE_CASES
+    pair_second = second + list(reversed(EDGE_CASES))
+    return singles, pair_first, pair_second
+
+
+def _compare(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    ft = ferrotune.Tokenizer.from_pretrained(folder)
+    singles, first, second = _texts()
+    options = {"return_token_type_ids": True, "return_attention_mask": True, "return_offsets_mapping": True}
+    for name, args in (("single", (singles,)), ("pair", (first, second))):
+        hf_out = hf(*args, **options)
+        ft_out = ft(*args, **options)
+        for key in ("input_ids", "attention_mask", "token_type_ids", "offset_mapping"):
+            hf_rows = [list(map(tuple, row)) if key == "offset_mapping" else row for row in hf_out[key]]
+            ft_rows = [list(map(tuple, row)) if key == "offset_mapping" else row for row in ft_out[key]]
+            bad = [i for i, (a, b) in enumerate(zip(ft_rows, hf_rows)) if a != b]
+            texts = args[0] if name == "single" else list(zip(first, second))
+            assert not bad, (
+                f"{folder.name} ({type(hf).__name__}), {name}: {key} differs on {len(bad)} of {len(hf_rows)} inputs; "
+                f"first {texts[bad[0]]!r}: ferrotune {ft_rows[bad[0]]} vs transformers {hf_rows[bad[0]]}"
+            )
+    # special-token settings and the added vocabulary must agree too
+    assert len(ft) == len(hf)
+    assert ft.get_vocab() == hf.get_vocab()
+    for attribute in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"):
+        assert getattr(ft, attribute) == getattr(hf, attribute), attribute
+    assert ft.padding_side == hf.padding_side
+    assert ft.model_max_length == hf.model_max_length
+    assert list(ft.model_input_names) == list(hf.model_input_names)
+    # a few decodes (special tokens kept and skipped)
+    for ids in hf(singles[:20] + EDGE_CASES)["input_ids"]:
+        assert ft.decode(ids) == hf.decode(ids), ids
+        assert ft.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True), ids
+
+
+def _shared(name: str) -> Path:
+    require_data_dir()
+    folder = TOKENIZERS_DIR / name
+    if not (folder / "tokenizer.json").is_file():
+        pytest.skip(f"shared tokenizer folder {folder} is missing")
+    return folder
+
+
+@pytest.mark.parametrize("name", SHARED_FOLDERS)
+def test_shared_folder_matches_autotokenizer(name):
+    _compare(_shared(name))
+
+
+def test_minilm_folder_matches_autotokenizer():
+    _compare(require_minilm_dir())
+
+
+def test_open_llama_regression_cases():
+    """The two cases of the issue: transformers 5's LlamaTokenizer uses Metaspace(prepend_scheme="first")."""
+    folder = _shared("open_llama_3b_zh_en")
+    ft = ferrotune.Tokenizer.from_pretrained(folder)
+    assert ft(" hello")["input_ids"] == [1, 27701]
+    assert ft("a</s>b")["input_ids"] == [1, 260, 2, 31842]
+
+
+def _variant(tmp_path: Path, source: str, config: dict | None, model_config: dict | None = None, name="v") -> Path:
+    """A folder with the shared ``source`` tokenizer.json and the given tokenizer_config.json / config.json."""
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(_shared(source) / "tokenizer.json", folder / "tokenizer.json")
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    if model_config is not None:
+        (folder / "config.json").write_text(json.dumps(model_config), encoding="utf-8")
+    return folder
+
+
+def _llama_config(**changes):
+    config = json.loads((_shared("open_llama_3b_zh_en") / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(changes)
+    return {key: value for key, value in config.items() if value is not ...}
+
+
+VARIANTS = {
+    # Llama family (SentencePiece-style BPE): legacy, add_prefix_space, add_bos/add_eos, the Fast name
+    "llama-legacy-true": ("open_llama_3b_zh_en", lambda: _llama_config(legacy=True), None),
+    "llama-legacy-false": ("open_llama_3b_zh_en", lambda: _llama_config(legacy=False), None),
+    "llama-no-prefix-space": ("open_llama_3b_zh_en", lambda: _llama_config(add_prefix_space=False), None),
+    "llama-prefix-space-legacy": (
+        "open_llama_3b_zh_en",
+        lambda: _llama_config(add_prefix_space=True, legacy=True),
+        None,
+    ),
+    "llama-add-eos": ("open_llama_3b_zh_en", lambda: _llama_config(add_bos_token=False, add_eos_token=True), None),
+    "llama-fast-name": ("open_llama_3b_zh_en", lambda: _llama_config(tokenizer_class="LlamaTokenizerFast"), None),
+    "llama-pad-unk": ("open_llama_3b_zh_en", lambda: _llama_config(pad_token="<unk>", padding_side="left"), None),
+    "llama-clean-up": ("open_llama_3b_zh_en", lambda: _llama_config(clean_up_tokenization_spaces=True), None),
+    # Mistral-style folder: LlamaTokenizer named, model_type mistral -> transformers keeps tokenizer.json as is
+    "mistral-style": ("open_llama_3b_zh_en", lambda: _llama_config(), {"model_type": "mistral"}),
+    "llama-no-config": ("open_llama_3b_zh_en", lambda: None, {"model_type": "llama"}),
+    "gemma-on-llama-vocab": ("open_llama_3b_zh_en", lambda: {"tokenizer_class": "GemmaTokenizer"}, None),
+    # byte-level BPE families
+    "gpt2-prefix-space": ("gpt2", lambda: {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True}, None),
+    "gpt2-config-only": ("gpt2", lambda: {"model_max_length": 1024}, {"model_type": "gpt2"}),
+    "gpt2-as-fast": ("gpt2", lambda: {"tokenizer_class": "PreTrainedTokenizerFast"}, None),
+    "gpt2-byte-level-llama": ("gpt2", lambda: {"tokenizer_class": "LlamaTokenizer"}, None),
+    "roberta": ("gpt2", lambda: {"tokenizer_class": "RobertaTokenizer"}, None),
+    "roberta-prefix-no-trim": (
+        "gpt2",
+        lambda: {"tokenizer_class": "RobertaTokenizer", "add_prefix_space": True, "trim_offsets": False},
+        None,
+    ),
+    "bart": ("gpt2", lambda: {"tokenizer_class": "BartTokenizer", "add_prefix_space": True}, None),
+    "gpt-neox": ("gpt2", lambda: {"tokenizer_class": "GPTNeoXTokenizer", "add_prefix_space": True}, None),
+    "qwen2": ("gpt2", lambda: {"tokenizer_class": "Qwen2Tokenizer"}, None),
+    "qwen2-model-type": ("gpt2", lambda: {"tokenizer_class": "GPT2Tokenizer"}, {"model_type": "qwen2"}),
+    "smollm2-prefix-space": (
+        "smollm2-135m-instruct",
+        lambda: {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True, "eos_token": "<|im_end|>"},
+        None,
+    ),
+    # T5 / Unigram
+    "t5-bare": ("t5-small", lambda: {"tokenizer_class": "T5Tokenizer"}, None),
+    "t5-model-type": ("t5-small", lambda: None, {"model_type": "t5"}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_config_variant_matches_autotokenizer(tmp_path, variant):
+    source, config, model_config = VARIANTS[variant]
+    _compare(_variant(tmp_path, source, config(), model_config))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": False},
+        {"tokenizer_class": "BertTokenizer", "strip_accents": True, "tokenize_chinese_chars": False},
+        {"tokenizer_class": "BertTokenizer", "cls_token": "[SEP]", "sep_token": "[CLS]"},
+        {"tokenizer_class": "DistilBertTokenizer"},
+    ],
+    ids=["cased", "strip-accents-no-chinese", "swapped-cls-sep", "distilbert"],
+)
+def test_bert_variant_matches_autotokenizer(tmp_path, config):
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    shutil.copy(require_minilm_dir() / "tokenizer.json", folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    _compare(folder)
+
+
+def test_from_transformers_agrees_with_from_pretrained():
+    folder = _shared("open_llama_3b_zh_en")
+    ft = ferrotune.Tokenizer.from_pretrained(folder)
+    wrapped = ferrotune.Tokenizer.from_transformers(load_hf(folder))
+    singles, _, _ = _texts()
+    assert ft(singles)["input_ids"] == wrapped(singles)["input_ids"]
