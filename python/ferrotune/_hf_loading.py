@@ -131,17 +131,57 @@ _CLASS_DEFAULTS["Qwen2TokenizerFast"] = _CLASS_DEFAULTS["Qwen2Tokenizer"]
 # Reading and checking the folder's JSON files
 
 
+_MAX_DEPTH_SHOWN = 100
+
+
+def _deepest_key(text: str) -> str | None:
+    """The top-level key under which ``text`` nests more than a hundred levels deep (for the error message)."""
+    depth, key, index, last_string = 0, None, 0, None
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == '"':
+            end = index + 1
+            while end < length and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            last_string = text[index + 1 : end]
+            index = end + 1
+            continue
+        if char == ":" and depth == 1:
+            key = last_string
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH_SHOWN:
+                return key
+        elif char in "]}":
+            depth -= 1
+        index += 1
+    return None
+
+
+def nested_too_deeply(path: Path, text: str | None = None) -> TokenizerFormatError:
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    key = _deepest_key(text)
+    where = f"under the key {key!r}" if key is not None else "at its top level"
+    return TokenizerFormatError(
+        f"'{path}' nests JSON objects or lists hundreds of levels deep {where}, which no tokenizer file does: "
+        f"remove {'that key' if key is not None else 'the nesting'} or replace the file with the one transformers' "
+        "save_pretrained writes"
+    )
+
+
 def read_json_file(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
         raise TokenizerFormatError(f"malformed JSON in '{path}': {error}") from error
-    except RecursionError as error:
-        raise TokenizerFormatError(
-            f"'{path}' is nested too deeply to be a tokenizer file (JSON objects inside objects hundreds of levels "
-            "deep): replace it with the file transformers' save_pretrained writes"
-        ) from error
+    except RecursionError:
+        raise nested_too_deeply(path) from None
     except UnicodeDecodeError as error:
         raise TokenizerFormatError(f"'{path}' is not UTF-8 text: {error}") from error
 
@@ -198,7 +238,9 @@ def check_config(config: dict[str, Any], path: Path) -> None:
             elif isinstance(value, (list, tuple)):
                 for index, token in enumerate(value):
                     if token is None:
-                        raise TokenizerFormatError(f"'{path}': {key}[{index}] is null; list each token as a string")
+                        raise TokenizerFormatError(
+                            f"'{path}': {key}[{index}] is null; list each token as a string: remove the null entry"
+                        )
                     check_token_value(token, path, f"{key}[{index}]")
             else:
                 raise TokenizerFormatError(
@@ -239,6 +281,17 @@ def check_config(config: dict[str, Any], path: Path) -> None:
         elif key in ("add_prefix_space", "legacy", "trim_offsets", "do_lower_case", "clean_up_tokenization_spaces"):
             if value is not None and not isinstance(value, bool):
                 raise TokenizerFormatError(f"'{path}': {key} is {value!r}; it must be true, false or null")
+
+
+def check_model_config(config: dict[str, Any], path: Path) -> None:
+    """config.json: only the keys that choose the tokenizer class are read."""
+    for key in ("model_type", "tokenizer_class", "_name_or_path"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, str):
+            raise TokenizerFormatError(
+                f"'{path}': {key} is {value!r} ({type(value).__name__}); it must be a string such as \"bert\" "
+                "(or null): fix or remove this key"
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -722,10 +775,8 @@ def build(
         class_name = BACKEND
     try:
         data = json.loads(tokenizer_text)
-    except RecursionError as error:
-        raise TokenizerFormatError(
-            f"'{folder / 'tokenizer.json'}' is nested too deeply to be a tokenizer file"
-        ) from error
+    except RecursionError:
+        raise nested_too_deeply(folder / "tokenizer.json", tokenizer_text) from None
     except json.JSONDecodeError as error:
         raise TokenizerFormatError(f"malformed JSON in '{folder / 'tokenizer.json'}': {error}") from error
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):

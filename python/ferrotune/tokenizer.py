@@ -102,7 +102,9 @@ class Tokenizer:
         for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
             path = folder / name
             files[name] = _hf_loading.read_json_object(path) if path.is_file() else {}
-            if name != "config.json":
+            if name == "config.json":
+                _hf_loading.check_model_config(files[name], path)
+            else:
                 _hf_loading.check_config(files[name], path)
         try:
             tokenizer_text = tokenizer_file.read_text(encoding="utf-8")
