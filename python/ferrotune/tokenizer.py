@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -146,6 +147,63 @@ class Tokenizer:
             engine=engine,
             **settings,
         )
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike[str], filename_prefix: str | None = None, **kwargs: Any
+    ) -> tuple[str, ...]:
+        """Writes ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` into
+        ``save_directory`` (created if missing) and returns their paths, as transformers' ``save_pretrained``.
+
+        The folder loads back with ``Tokenizer.from_pretrained`` and with transformers' ``AutoTokenizer`` to
+        the same tokenizer: ``tokenizer.json`` holds the pipeline this tokenizer runs (after any rebuild
+        transformers' tokenizer class made when it was loaded), and the config names transformers'
+        ``TokenizersBackend`` so that neither library rebuilds it again. ``Trainer`` calls this method on its
+        ``processing_class`` when it writes checkpoints and ``save_model``. Other keyword arguments that
+        transformers accepts (``legacy_format``, ``push_to_hub``) are refused unless they are false/None.
+        """
+        for name, value in kwargs.items():
+            if name in ("legacy_format", "save_format") and value in (None, False, "hf"):
+                continue
+            if name == "push_to_hub" and not value:
+                continue
+            raise InvalidArgumentError(f"save_pretrained does not support {name}={value!r} (ferrotune saves locally)")
+        folder = Path(save_directory)
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError(f"save_pretrained needs a folder, but '{folder}' is a file")
+        folder.mkdir(parents=True, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        tokenizer_json = self._core.to_str()
+        added = json.loads(tokenizer_json).get("added_tokens") or []
+        special = self.special_tokens_map
+        config: dict[str, Any] = {
+            # the pipeline is already what transformers' class built: neither library may rebuild it again
+            "tokenizer_class": "TokenizersBackend",
+            "backend": "tokenizers",
+            "added_tokens_decoder": {
+                str(token["id"]): {key: value for key, value in token.items() if key != "id"} for token in added
+            },
+            **special,
+            "model_max_length": self.model_max_length,
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            "model_input_names": list(self.model_input_names),
+            "clean_up_tokenization_spaces": bool(self.clean_up_tokenization_spaces),
+        }
+        paths = (
+            folder / f"{prefix}tokenizer_config.json",
+            folder / f"{prefix}special_tokens_map.json",
+            folder / f"{prefix}tokenizer.json",
+        )
+        contents = (
+            json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+            json.dumps(special, indent=2, ensure_ascii=False) + "\n",
+            tokenizer_json,
+        )
+        for path, text in zip(paths, contents):
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, path)  # a reader never sees half a file
+        return tuple(str(path) for path in paths)
 
     @property
     def encoder(self) -> str:
@@ -532,7 +590,10 @@ class Tokenizer:
                 "pad() takes a dict of lists, a list of dicts or one dict of token ids, "
                 f"got {type(encoded_inputs).__name__}"
             )
-        encoded_inputs = dict(encoded_inputs)
+        # A 2-D array or tensor per key (as a tokenizer returned it) is a batch of rows, as in transformers.
+        encoded_inputs = {
+            key: list(value) if getattr(value, "ndim", 0) == 2 else value for key, value in encoded_inputs.items()
+        }
         main = self.model_input_names[0]
         if main not in encoded_inputs:
             raise InvalidInputError(
