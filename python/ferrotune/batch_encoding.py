@@ -71,6 +71,10 @@ class Column:
     def __init__(self, values: np.ndarray, starts: np.ndarray, width: int | None, pair: bool = False) -> None:
         self.values = values  # int64, flat; with pair=True two values per token (offsets)
         self.starts = starts  # int64 row boundaries, counted in tokens
+        if width is None and len(starts) > 1:
+            lengths = np.diff(starts)
+            if (lengths == lengths[0]).all():
+                width = int(lengths[0])  # unpadded rows of one length make a matrix, as in transformers
         self.width = width  # common row length, or None when rows differ
         self.pair = pair
 

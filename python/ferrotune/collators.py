@@ -12,6 +12,7 @@ in Rust: no Python object per example or per token.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import _core
 from .batch_encoding import BatchEncoding, Column, convert_value
-from .errors import EmptyBatchError, InvalidArgumentError, InvalidInputError
+from .errors import EmptyBatchError, InputTypeError, InvalidArgumentError, InvalidInputError
 
 __all__ = [
     "DataCollatorForLanguageModeling",
@@ -130,6 +131,28 @@ def _as_arrow_batch(features: Any) -> Any | None:
     if module.startswith("datasets") and hasattr(features, "with_format"):  # datasets.Dataset
         return _as_arrow_batch(features.with_format("arrow")[:])
     return None
+
+
+def _flat_arrow(batch: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Column ``key`` of an Arrow record batch as flat int64 values and row starts (no Python per token)."""
+    import pyarrow as pa
+
+    if key not in batch.schema.names:
+        raise InvalidInputError(f"the batch has no '{key}' column; its columns are {batch.schema.names}")
+    column = batch.column(key)
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        if pa.types.is_fixed_size_list(column.type) or pa.types.is_list_view(column.type):
+            column = column.cast(pa.large_list(column.type.value_type))
+        else:
+            raise InputTypeError(f"column '{key}' must hold a list of token ids per example, found {column.type}")
+    if column.null_count:
+        row = column.is_null().to_pylist().index(True)
+        raise InvalidInputError(f"example {row} has no '{key}' (null)")
+    if not pa.types.is_integer(column.type.value_type):
+        raise InputTypeError(f"column '{key}' must hold integer token ids, found {column.type.value_type}")
+    offsets = np.asarray(column.offsets, dtype=np.int64)
+    values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return np.array(values.to_numpy(zero_copy_only=False), dtype=np.int64), offsets - offsets[0]  # a writable copy
 
 
 def _examples(features: Any) -> Any:
@@ -579,14 +602,26 @@ class DataCollatorWithFlattening:
                 f'return_tensors must be one of ("pt", "np"), return_tensors={return_tensors!r} not supported'
             )
         separator_id = self.separator_id if separator_id is None else separator_id
-        features = _examples(features)
-        if not isinstance(features, (list, tuple)) or not features:
-            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
-        ids, starts = self._flat(features, "input_ids")
+        arrow = _as_arrow_batch(features)
+        if arrow is not None:
+            import pyarrow as pa
+
+            arrow = pa.record_batch(arrow)
+            if arrow.num_rows == 0:
+                raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+            flat = functools.partial(_flat_arrow, arrow)
+            count, has_labels = arrow.num_rows, "labels" in arrow.schema.names
+        else:
+            features = _examples(features)
+            if not isinstance(features, (list, tuple)) or not features:
+                raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+            flat = functools.partial(self._flat, features)
+            count, has_labels = len(features), "labels" in features[0]
+        ids, starts = flat("input_ids")
         lengths = np.diff(starts)
         batch: dict[str, Any] = {"input_ids": ids}
-        if "labels" in features[0]:
-            source, label_starts = self._flat(features, "labels")
+        if has_labels:
+            source, label_starts = flat("labels")
         else:
             source, label_starts = ids, starts
         # per example: [separator_id] + labels[1:]; an empty example still contributes its separator
@@ -603,7 +638,7 @@ class DataCollatorWithFlattening:
         if self.return_position_ids:
             batch["position_ids"] = self.position_ids_start + (np.arange(len(ids)) - np.repeat(starts[:-1], lengths))
         if self.return_seq_idx:
-            batch["seq_idx"] = np.repeat(np.arange(len(features)), lengths).astype(np.int32)
+            batch["seq_idx"] = np.repeat(np.arange(count), lengths).astype(np.int32)
         if self.return_flash_attn_kwargs:
             cu = starts.astype(np.int32)
             batch["cu_seq_lens_q"] = cu

@@ -201,6 +201,36 @@ fn tokenization_error(err: tokenizers::Error) -> FerrotuneError {
     FerrotuneError::Tokenization(err.to_string())
 }
 
+/// Ids up to this bound are accepted whatever the vocabulary's size (holes are allowed).
+const ID_BOUND_FLOOR: u64 = 1 << 24;
+
+/// Refuses ids far beyond the vocabulary: the tokenizers crate serializes a vocabulary by walking
+/// every id up to the largest and listing the holes, so one id of 2,000,000,000 in a 50k vocabulary
+/// costs gigabytes and seconds (pickling, the native encoders) before any error could be raised.
+fn check_ids(tokenizer: &Tokenizer) -> std::result::Result<(), String> {
+    use tokenizers::Model;
+    let vocab = tokenizer.get_model().get_vocab();
+    let added = tokenizer.get_added_tokens_decoder();
+    let entries = (vocab.len() + added.len()) as u64;
+    let bound = ID_BOUND_FLOOR.max(entries.saturating_mul(16));
+    let largest = vocab
+        .iter()
+        .map(|(token, &id)| (id, token.as_str()))
+        .chain(
+            added
+                .iter()
+                .map(|(&id, token)| (id, token.content.as_str())),
+        )
+        .max_by_key(|&(id, _)| id);
+    match largest {
+        Some((id, token)) if u64::from(id) >= bound => Err(format!(
+            "token {token:?} has id {id}, far beyond the {entries} entries of the vocabulary \
+             (ids must stay below {bound}); the file is damaged or hand-edited: fix that id"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Engine {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         Self::from_file_with(path, EngineChoice::Auto)
@@ -225,12 +255,25 @@ impl Engine {
     }
 
     fn parse(json: &str, path: Option<&Path>, choice: EngineChoice) -> Result<Self> {
+        let format_error = |message: String| FerrotuneError::TokenizerFormat {
+            path: path.map(Path::to_path_buf),
+            message,
+        };
+        // The tokenizers crate panics on some malformed sections (a decoder that is no object, ...):
+        // that is a damaged file, not a bug, so it is reported as one.
+        let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>()).map_err(|payload| {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format_error(format!(
+                "the tokenizers library cannot read it ({detail}); the file is damaged or not a tokenizer.json"
+            ))
+        })?;
         let mut tokenizer: Tokenizer =
-            json.parse()
-                .map_err(|err: tokenizers::Error| FerrotuneError::TokenizerFormat {
-                    path: path.map(Path::to_path_buf),
-                    message: err.to_string(),
-                })?;
+            parsed.map_err(|err: tokenizers::Error| format_error(err.to_string()))?;
+        check_ids(&tokenizer).map_err(format_error)?;
         tokenizer
             .with_truncation(None)
             .map_err(tokenization_error)?
@@ -416,11 +459,11 @@ impl Engine {
         let Some(truncation) = request.truncation else {
             return Ok(());
         };
-        let added = if request.add_special_tokens {
-            self.num_special_tokens_to_add(is_pair)
-        } else {
-            0
-        };
+        // Without special tokens nothing is subtracted from max_length, so any max_length >= 1 works.
+        if !request.add_special_tokens {
+            return Ok(());
+        }
+        let added = self.num_special_tokens_to_add(is_pair);
         let added_single = self.num_special_tokens_to_add(false);
         if truncation.max_length < added || truncation.max_length < added_single {
             return Err(FerrotuneError::InvalidArgument(format!(

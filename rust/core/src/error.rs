@@ -45,6 +45,17 @@ pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
             } else {
                 "unknown panic".to_string()
             };
+            if message.contains("retry-limit-in-match")
+                || message.contains("Onig: Regex search error")
+            {
+                // Oniguruma gives up on a pathological input (the tokenizers crate panics on that):
+                // a property of the text and the tokenizer's regex, not a bug here.
+                return Err(FerrotuneError::Tokenization(format!(
+                    "the tokenizer's pre-tokenizer regex gave up on an input ({message}): the text holds a \
+                     pattern that makes the regex backtrack without end, typically a very long run without \
+                     spaces; split or clean such texts before tokenizing"
+                )));
+            }
             Err(FerrotuneError::Internal(message))
         }
     }
