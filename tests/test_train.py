@@ -70,9 +70,14 @@ def test_adapter_reloads_with_peft_and_reproduces_the_dev_metrics(mrpc_run):
     from ferrotune.training.metrics import accuracy, f1
     from peft import PeftModel
 
+    from ferrotune.prediction import resolve_base_model
+
     result, output_dir = mrpc_run
     task = json.loads((output_dir / "ferrotune_task.json").read_text())
-    base = transformers.AutoModelForSequenceClassification.from_pretrained(task["base_model"], num_labels=2)
+    # base_model is portable (the Hub id of the default model; its local folder comes from the package).
+    assert task["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    base_path = resolve_base_model(output_dir)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=2)
     model = PeftModel.from_pretrained(base, output_dir).eval()
     texts, pairs, labels = dev_pairs(48)
     tokenizer = ferrotune.Tokenizer.from_pretrained(output_dir)

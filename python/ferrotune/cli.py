@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import warnings
 from typing import Any
 
 from .errors import FerrotuneError
 from .training.config import TrainConfig, read_config_file, split_list
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _flag_type(annotation: str):
@@ -61,6 +65,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", help="format of --input (default: from its extension)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch [default: 64]")
     parser.add_argument("--merge", metavar="DIR", help="write the adapter merged into its base model to DIR, and stop")
+    parser.add_argument("--base-model", metavar="DIR", help="the base model's folder, when it is no longer where the "
+                        "trained folder says (ferrotune_task.json)")  # fmt: skip
 
 
 def _read_inputs(arguments: argparse.Namespace) -> tuple[list[str], list[str] | None]:
@@ -108,11 +114,13 @@ def run_predict(arguments: argparse.Namespace) -> int:
     from . import prediction as predict_module
 
     if arguments.merge:
-        folder = predict_module.merge(arguments.model_dir, arguments.merge)
+        folder = predict_module.merge(arguments.model_dir, arguments.merge, arguments.base_model)
         print(f"merged model written to {folder}")
         return 0
     texts, pairs = _read_inputs(arguments)
-    for result in predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size):
+    results = predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size,
+                                     base_model=arguments.base_model)  # fmt: skip
+    for result in results:
         print(json.dumps(result))
     return 0
 
@@ -130,11 +138,23 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # ferrotune trains local models: never wait on the Hub
     arguments = build_parser().parse_args(argv)
+    # ferrotune's own warnings (a torn metrics line dropped on resume, ...) as one plain line, like its errors.
+    show_warning = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if filename.startswith(_PACKAGE_DIR):
+            print(f"ferrotune {arguments.command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show_warning(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     try:
         return run_train(arguments) if arguments.command == "train" else run_predict(arguments)
     except FerrotuneError as error:
         print(f"ferrotune {arguments.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show_warning
 
 
 def console_main() -> Any:

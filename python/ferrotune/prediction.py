@@ -7,6 +7,8 @@ transformers' ``pipeline("text-classification")``: ``[{"label": ..., "score": ..
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -15,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError, ConfigError, InvalidInputError
+from .errors import CheckpointError, ConfigError, InvalidInputError, ModelFileNotFoundError
+from .training.card import base_model_reference
 from .training.loop import CONFIG_FILE, TASK_FILE
 from .training.modeling import TOKENIZER_FILES, check_model_folder, load_tokenizer, quiet_transformers
 from .training.tasks import CAUSAL_LM, REGRESSION
@@ -25,15 +28,51 @@ def read_task(model_dir: Path) -> dict[str, Any]:
     path = model_dir / TASK_FILE
     if not path.is_file():
         raise CheckpointError(f"{model_dir} is not a ferrotune training output (no {TASK_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise CheckpointError(f"{path} is damaged ({error}): train again, or restore it from a copy") from error
+    if not isinstance(task, dict) or "kind" not in task or "base_model" not in task:
+        raise CheckpointError(f"{path} is not a ferrotune task description (no 'kind' / 'base_model')")
+    return task
 
 
-def load_trained(model_dir: str | os.PathLike[str]) -> tuple[Any, Any, dict[str, Any]]:
-    """(model in eval mode, tokenizer, task description) of a training output folder."""
-    import transformers
+def resolve_base_model(model_dir: str | os.PathLike[str], task: dict[str, Any] | None = None,
+                       base_model: str | os.PathLike[str] | None = None) -> Path:  # fmt: skip
+    """The local folder of a trained folder's base model: ``base_model`` when given; else the package that holds it
+    (the default model), or the folder ``ferrotune_task.json`` names (relative to ``model_dir``, or absolute as
+    older versions wrote it)."""
+    model_dir = Path(model_dir)
+    task = task if task is not None else read_task(model_dir)
+    if base_model is not None:
+        return check_model_folder(Path(base_model).expanduser())
+    package = task.get("base_model_package")
+    if package:
+        with contextlib.suppress(ImportError):
+            return check_model_folder(Path(importlib.import_module(package).get_model_path()))
+    reference = Path(str(task["base_model"])).expanduser()
+    folder = reference if reference.is_absolute() else model_dir / reference
+    if folder.is_dir():
+        return check_model_folder(folder)
+    hint = f"install the package that holds it ({package.replace('_', '-')}), or " if package else ""
+    raise ModelFileNotFoundError(
+        f"the base model {task['base_model']!r} of {model_dir} was not found: {hint}pass its local folder "
+        "(ferrotune predict --base-model DIR, or base_model=DIR)"
+    )
 
+
+def load_trained(model_dir: str | os.PathLike[str],
+                 base_model: str | os.PathLike[str] | None = None) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+    """(model in eval mode, tokenizer, task description) of a training output folder (``base_model``: the base
+    model's folder, when it is no longer where the folder says)."""
     model_dir = Path(model_dir)
     task = read_task(model_dir)
+    base_path = (
+        resolve_base_model(model_dir, task, base_model) if (model_dir / "adapter_config.json").is_file() else None
+    )
+
+    import transformers
+
     if task["kind"] == CAUSAL_LM:
         raise ConfigError("predict classifies texts; this folder holds a causal language model")
     labels = task["label_names"]
@@ -44,7 +83,6 @@ def load_trained(model_dir: str | os.PathLike[str]) -> tuple[Any, Any, dict[str,
         if (model_dir / "adapter_config.json").is_file():
             from peft import PeftModel
 
-            base_path = check_model_folder(Path(task["base_model"]))
             base = transformers.AutoModelForSequenceClassification.from_pretrained(base_path, **head)
             model = PeftModel.from_pretrained(base, model_dir)
         else:
@@ -84,7 +122,8 @@ def _as_pipeline(outputs: np.ndarray, task: dict[str, Any]) -> list[dict[str, An
 
 
 def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pairs: str | list[str] | None = None, *,
-            batch_size: int = 64, max_length: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+            batch_size: int = 64, max_length: int | None = None,
+            base_model: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Labels and scores for each text (or pair): ``[{"label": ..., "score": ...}]`` as ``pipeline`` returns.
 
     ``max_length`` defaults to the one the model was trained with."""
@@ -92,18 +131,22 @@ def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pair
         texts = [texts]
     if isinstance(text_pairs, str):
         text_pairs = [text_pairs]
-    model, tokenizer, task = load_trained(model_dir)
+    model, tokenizer, task = load_trained(model_dir, base_model)
     logits = predict_logits(model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs),
                             batch_size=batch_size, max_length=max_length or task.get("max_length", 512))  # fmt: skip
     return _as_pipeline(logits, task)
 
 
-def merge(model_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Path:
+def merge(model_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],
+          base_model: str | os.PathLike[str] | None = None) -> Path:  # fmt: skip
     """Folds a LoRA adapter into its base model (PEFT's merge_and_unload) and writes a standalone model folder."""
     model_dir, output_dir = Path(model_dir), Path(output_dir)
-    model, _, task = load_trained(model_dir)
-    if not (model_dir / "adapter_config.json").is_file():
+    if (model_dir / TASK_FILE).is_file() and not (model_dir / "adapter_config.json").is_file():
         raise ConfigError(f"{model_dir} holds a full model already: nothing to merge")
+    model, _, task = load_trained(model_dir, base_model)
+    # The merged folder names the base model relative to itself (the adapter folder's reference was relative to it).
+    task = {key: value for key, value in task.items() if not key.startswith("base_model")}
+    task.update(base_model_reference(resolve_base_model(model_dir, read_task(model_dir), base_model), output_dir))
     merged = model.merge_and_unload()
     output_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(output_dir, safe_serialization=True)

@@ -70,6 +70,10 @@ class TrainConfig:
     metric_for_best: str | None = _option(None, "eval metric that picks the best checkpoint (default: task's main)")
     output_dir: str = _option("runs/ferrotune", "where the model, checkpoints, metrics and plot are written")
     resume: str | None = _option(None, "continue from a checkpoint folder, or 'latest' in --output-dir")
+    overwrite_output_dir: bool = _option(
+        False, "delete the checkpoints, metrics and model of an earlier run in --output-dir first (without it, a new "
+        "run into a folder holding another run is refused)"
+    )  # fmt: skip
     stop_after_steps: int | None = _option(None, "checkpoint and stop after N optimizer steps (resume later)")
     log: str = _option("bar", f"one of {', '.join(LOG_MODES)}: progress bar, nothing, or one JSON line per record")
 
@@ -134,6 +138,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}")
+        if not isinstance(self.overwrite_output_dir, bool):
+            raise ConfigError(f"overwrite_output_dir must be true or false, got {self.overwrite_output_dir!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -206,7 +212,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # Options that may differ between a run and its resumption: where output goes and how it is shown.
-RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "stop_after_steps", "log"})
+RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "overwrite_output_dir", "stop_after_steps", "log"})
 
 
 def config_differences(saved: dict[str, Any], current: TrainConfig) -> dict[str, tuple[Any, Any]]:

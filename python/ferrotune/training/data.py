@@ -59,13 +59,57 @@ def _data_files(path: Path) -> list[Path]:
 def read_table(path: str | Path, format: str | None = None, column_names: tuple[str, ...] | None = None) -> Any:
     """A file, or every data file of a folder, as one ``pyarrow.Table`` (CSV/TSV read with quoting off, as GLUE
     needs; ``.gz`` files decompressed)."""
+    return read_source(path, format, column_names)[0]
+
+
+@dataclass
+class Source:
+    """Where a table's rows come from: the path given and, per file, its format and row count; ``where(row)``
+    turns a row of the (concatenated) table into "file line N" for error messages."""
+
+    path: Path
+    files: list[tuple[Path, str, int]]
+    header: bool
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def where(self, row: int) -> str:
+        for file, kind, rows in self.files:
+            if row < rows:
+                if kind in ("jsonl", "csv", "tsv"):
+                    skip = 1 if kind != "jsonl" and self.header else 0
+                    return f"{file} line {_line_of_record(file, row, skip)}"
+                return f"{file} row {row + 1}"
+            row -= rows
+        return f"{self.path} row {row + 1}"  # pragma: no cover - rows beyond the table
+
+
+def _line_of_record(file: Path, row: int, skip: int) -> int:
+    """The line number of the ``row``-th record of a text file (blank lines hold no record; ``skip`` header
+    lines). Only called to report an error, so reading the file again is fine."""
+    import gzip
+
+    opener = gzip.open if file.suffix == ".gz" else open
+    seen = -skip
+    with opener(file, "rt", encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                if seen == row:
+                    return number
+                seen += 1
+    return row + 1 + skip  # pragma: no cover - the table came from this file
+
+
+def read_source(path: str | Path, format: str | None = None, column_names: tuple[str, ...] | None = None):
+    """(table, Source): :func:`read_table` plus where each row comes from."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.feather as feather
     import pyarrow.json as pa_json
     import pyarrow.parquet as pq
 
-    tables = []
+    tables, files = [], []
     for file in _data_files(Path(path)):
         kind = _format_of(file, format)
         try:
@@ -84,10 +128,12 @@ def read_table(path: str | Path, format: str | None = None, column_names: tuple[
         except (pa.ArrowInvalid, OSError) as error:
             raise DataError(f"cannot read {file} as {kind}: {error}") from error
         tables.append(table)
+        files.append((file, kind, table.num_rows))
     try:
-        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     except pa.ArrowInvalid as error:
         raise DataError(f"the files of {path} do not share one schema: {error}") from error
+    return table, Source(Path(path), files, header=column_names is None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,13 +174,20 @@ def _resolve_sources(config: TrainConfig) -> tuple[Path, Path | None, tuple[str,
     return train, evaluation, preset.column_names if preset else None
 
 
-def _column(table: Any, name: str, role: str, source: Path) -> Any:
+def _first(mask: Any) -> int:
+    """The row of the first True of a boolean Arrow array."""
+    import pyarrow.compute as pc
+
+    return int(pc.index(mask, True).as_py())
+
+
+def _column(table: Any, name: str, role: str, source: Source) -> Any:
     if name not in table.column_names:
         raise ColumnNotFoundError(f"{role} column {name!r} is not in {source}; its columns are {table.column_names}")
     return table.column(name)
 
 
-def _text_column(table: Any, name: str, role: str, source: Path) -> Any:
+def _text_column(table: Any, name: str, role: str, source: Source) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -142,25 +195,35 @@ def _text_column(table: Any, name: str, role: str, source: Path) -> Any:
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise DataError(f"{role} column {name!r} of {source} holds {column.type}, not text")
     if column.null_count:
-        row = int(pc.index(pc.is_null(column), True).as_py())
-        raise DataError(f"{role} column {name!r} of {source} is empty in row {row}")
+        raise DataError(
+            f"{role} column {name!r} is empty or missing in {source.where(_first(pc.is_null(column)))} "
+            f"({column.null_count} such example(s) in {source}): fill it in or remove the example"
+        )
     return column
 
 
-def _label_ids(column: Any, label_names: list[str] | None, source: Path, name: str) -> tuple[Any, list[str]]:
+def _label_ids(column: Any, label_names: list[str] | None, source: Source, name: str) -> tuple[Any, list[str]]:
     """Class ids (int64) from a column of ids or of label names; every label must be in the label set."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if column.null_count:
-        raise LabelError(f"label column {name!r} of {source} has {column.null_count} empty value(s)")
+        raise LabelError(
+            f"label column {name!r} is empty or missing in {source.where(_first(pc.is_null(column)))} "
+            f"({column.null_count} such example(s) in {source}): every example needs a label; add it or remove "
+            "the example"
+        )
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         values = column.to_pylist()
         names = label_names if label_names is not None else sorted(set(values))
         index = {label: i for i, label in enumerate(names)}
         unknown = sorted(set(values) - set(index))
         if unknown:
-            raise LabelError(f"labels {unknown[:5]} in {source} are not in the label set {names}")
+            row = next(i for i, value in enumerate(values) if value not in index)
+            raise LabelError(
+                f"labels {unknown[:5]} in {source} are not in the label set {names} "
+                f"(the first, {values[row]!r}, in {source.where(row)})"
+            )
         return pa.array([index[v] for v in values], pa.int64()), list(names)
     if not pa.types.is_integer(column.type):
         raise LabelError(f"classification labels (column {name!r} of {source}) must be ids or names, not {column.type}")
@@ -169,12 +232,16 @@ def _label_ids(column: Any, label_names: list[str] | None, source: Path, name: s
     names = label_names if label_names is not None else [str(i) for i in range(high + 1)]
     if low < 0 or high >= len(names):
         bad = low if low < 0 else high
-        raise LabelError(f"label id {bad} in {source} is outside the label set {names} (ids 0..{len(names) - 1})")
+        raise LabelError(
+            f"label id {bad} in {source.where(_first(pc.equal(ids, bad)))} is outside the label set {names} "
+            f"(ids 0..{len(names) - 1})"
+        )
     return ids.combine_chunks(), list(names)
 
 
-def _examples(table: Any, config: TrainConfig, source: Path, label_names: list[str] | None, limit: int | None):
+def _examples(table: Any, config: TrainConfig, source: Source, label_names: list[str] | None, limit: int | None):
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     preset = GLUE_TASKS.get(config.task)
     kind = config.kind
@@ -193,8 +260,13 @@ def _examples(table: Any, config: TrainConfig, source: Path, label_names: list[s
         if kind == CLASSIFICATION:
             labels, label_names = _label_ids(labels, label_names, source, label_name)
         else:
-            if not (pa.types.is_floating(labels.type) or pa.types.is_integer(labels.type)) or labels.null_count:
+            if not (pa.types.is_floating(labels.type) or pa.types.is_integer(labels.type)):
                 raise LabelError(f"regression labels in column {label_name!r} of {source} must be numbers")
+            if labels.null_count:
+                raise LabelError(
+                    f"regression label {label_name!r} is empty or missing in "
+                    f"{source.where(_first(pc.is_null(labels)))}: every example needs a number"
+                )
             labels = labels.cast(pa.float32())
         columns["labels"] = labels
     return pa.table(columns), label_names
@@ -205,15 +277,13 @@ def load_task_data(config: TrainConfig) -> TaskData:
     preset = GLUE_TASKS.get(config.task)
     train_path, eval_path, column_names = _resolve_sources(config)
     label_names = config.label_names or (list(preset.label_names) if preset and preset.label_names else None)
-    train, label_names = _examples(
-        read_table(train_path, config.format, column_names), config, train_path, label_names, config.max_train_examples
-    )
+    table, source = read_source(train_path, config.format, column_names)
+    train, label_names = _examples(table, config, source, label_names, config.max_train_examples)
     evaluation = None
     if eval_path is not None:
         # The evaluation labels must belong to the training label set: same names, same ids.
-        evaluation, _ = _examples(
-            read_table(eval_path, config.format, column_names), config, eval_path, label_names, config.max_eval_examples
-        )
+        table, source = read_source(eval_path, config.format, column_names)
+        evaluation, _ = _examples(table, config, source, label_names, config.max_eval_examples)
     if config.kind == CLASSIFICATION and len(label_names or []) < 2:
         raise LabelError(f"classification needs at least 2 labels; {train_path} has {label_names}")
     if preset:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from . import checkpoint as ckpt
+from .card import CARD_FILE, base_model_reference, model_card
 from .config import TrainConfig
 from .data import (
     LABEL_SENTINEL,
@@ -33,8 +35,15 @@ from .data import (
     prepare_batch,
 )
 from .metrics import compute_metrics, is_better
-from .modeling import TOKENIZER_FILES, build_model, check_model_folder, load_tokenizer, parameter_counts
-from .report import RunLog, plot_metrics
+from .modeling import (
+    TOKENIZER_FILES,
+    build_model,
+    check_model_folder,
+    load_tokenizer,
+    model_display_name,
+    parameter_counts,
+)
+from .report import METRICS_FILE, RunLog, plot_metrics, read_metrics
 from .tasks import CAUSAL_LM, CLASSIFICATION, REGRESSION
 
 TASK_FILE = "ferrotune_task.json"  # what predict needs besides the weights: task kind, labels, base model
@@ -154,8 +163,18 @@ def linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int) -> Any:
 # Output
 
 
-def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, config: TrainConfig, data: TaskData):
-    """The adapter (or full model), tokenizer files, the config used and the task description."""
+# What save_model writes (deleted by --overwrite-output-dir along with the run's checkpoints and metrics).
+MODEL_FILES = (
+    "adapter_model.safetensors", "adapter_config.json", "model.safetensors", "model.safetensors.index.json",
+    "pytorch_model.bin", "config.json", "generation_config.json", CARD_FILE, *TOKENIZER_FILES,
+)  # fmt: skip
+
+
+def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, config: TrainConfig, data: TaskData, *,
+               metrics: dict[str, float] | None = None, step: int | None = None,
+               best: bool = False) -> None:  # fmt: skip
+    """The adapter (or full model), tokenizer files, the config used, the task description and a model card; the
+    base model is named portably (its Hub id / package, or its path relative to ``folder``)."""
     if not accelerator.is_main_process:
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,11 +183,19 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
         if (model_path / name).is_file():
             shutil.copyfile(model_path / name, folder / name)
     (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    reference = base_model_reference(model_path, folder)
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():  # PEFT records the absolute path the base model was loaded from
+        values = json.loads(adapter_config.read_text(encoding="utf-8"))
+        values["base_model_name_or_path"] = reference.get("base_model_name") or reference["base_model"]
+        adapter_config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     task = {
-        "kind": data.kind, "label_names": data.label_names, "metrics": list(data.metrics),
-        "base_model": str(model_path.resolve()), "lora": config.use_lora, "max_length": config.max_length,
+        "kind": data.kind, "label_names": data.label_names, "metrics": list(data.metrics), **reference,
+        "lora": config.use_lora, "max_length": config.max_length,
     }  # fmt: skip
     (folder / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n")
+    card = model_card(config, data, reference, folder, metrics=metrics or {}, step=step, best=best)
+    (folder / CARD_FILE).write_text(card, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,21 +207,29 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
 
     Every input problem raises a ferrotune error before training starts. Ctrl-C saves a checkpoint and returns
     a result with status "interrupted"; ``resume`` continues from a checkpoint exactly."""
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    # ---- Setup: check everything first (config, data, model files, resume checkpoint)
+    # ---- Setup: check everything first (config, data, model files, output folder, resume checkpoint), before the
+    # slow imports of torch, transformers and peft: a wrong path or column is reported at once.
     config = as_config(config, overrides)
     data = load_task_data(config)
     model_path = check_model_folder(config.model_path())
-    resume_from = ckpt.resolve_resume(config)
-    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("mixed_precision fp16 needs a GPU; on CPU use 'bf16' or 'no'")
     output_dir = Path(config.output_dir)
     metric_for_best = (config.metric_for_best or data.main_metric).removeprefix("eval_")
     if metric_for_best not in (*data.metrics, "loss"):
         raise ConfigError(f"metric_for_best {metric_for_best!r} is not one of {[*data.metrics, 'loss']}")
+    ckpt.check_output_dir(config)
+    resume_from = ckpt.resolve_resume(config)
+    history: list[dict[str, Any]] = []
+    if resume_from is not None:
+        # The records so far: this folder's, or those of the run the checkpoint comes from (resuming elsewhere).
+        run_folder = output_dir if ckpt.inside(resume_from, output_dir) else resume_from.parent.parent
+        history = read_metrics(run_folder / METRICS_FILE)
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision fp16 needs a GPU; on CPU use 'bf16' or 'no'")
 
     # cpu=True without a GPU: under torchrun / accelerate launch, processes then meet over gloo (MULTI_CPU).
     accelerator = Accelerator(
@@ -228,6 +263,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     step, best_metric, best_step, last_eval, last_checkpoint = 0, None, None, {}, None
     if resume_from is not None:
         shared, own = ckpt.load_shared(resume_from), ckpt.load_rank(resume_from, rank)
+        if shared["step"] >= total_steps:  # checkpoints written before total_steps was saved in them
+            ckpt.raise_finished(resume_from, shared["step"], total_steps)
         # strict=False: the checkpoint holds the trainable weights only; each of them must find its parameter.
         unexpected = accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False).unexpected_keys
         if unexpected:
@@ -239,10 +276,24 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         ckpt.restore_rng(own["rng"])
         last_checkpoint = resume_from
 
-    log = RunLog(output_dir, config.log, accelerator.is_main_process, total_steps, resume_step=step)
+    if accelerator.is_main_process:
+        if config.overwrite_output_dir:
+            ckpt.clear_previous_run(output_dir, MODEL_FILES)
+        elif resume_from is not None and ckpt.inside(resume_from, output_dir / "checkpoints"):
+            # Checkpoints after the one resumed from belong to the timeline being replaced: --resume latest must
+            # never pick them (the first checkpoint this run writes prunes them too).
+            for later in ckpt.list_checkpoints(resume_from.parent, complete_only=False):
+                if (ckpt.checkpoint_step(later) or 0) > step:
+                    shutil.rmtree(later, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    # Written into train_config.json and the checkpoints as False: a rerun with --config must not delete anything.
+    config = dataclasses.replace(config, overwrite_output_dir=False)
+
+    log = RunLog(output_dir, config.log, accelerator.is_main_process, total_steps, resume_step=step, history=history)
     trainable, total = parameter_counts(model)
     log.message(
-        f"{data.kind} on {model_path.name}: {trainable:,} of {total:,} parameters trainable, {world} process(es), "
+        f"{data.kind} on {model_display_name(model_path)}: {trainable:,} of {total:,} parameters trainable, "
+        f"{world} process(es), "
         f"{epoch_steps[0]} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
     )
 
@@ -252,6 +303,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
             "model": ckpt.trainable_state(accelerator.unwrap_model(model)),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "best_metric": best_metric, "best_step": best_step, "config": config.to_dict(),
+            "total_steps": total_steps,
         }  # fmt: skip
         ckpt.save_checkpoint(accelerator, folder, shared=shared, per_rank={"rng": rng_state, "loader": loader_state})
         return folder
@@ -265,7 +317,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         improved = is_better(metric_for_best, value, best_metric)
         if improved:
             best_metric, best_step = value, step
-            save_model(accelerator, model, output_dir / "best", model_path, config, data)
+            save_model(accelerator, model, output_dir / "best", model_path, config, data, metrics=last_eval, step=step,
+                       best=True)  # fmt: skip
         log.write({"type": "eval", "step": step, "epoch": round(epoch, 4), **last_eval, "best": improved})
 
     # ---- The loop: one iteration per optimizer step (a window of `accumulation` micro-batches)
@@ -339,7 +392,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
 
     # ---- Output: the trained model (adapter or full), tokenizer, config, plot
     if status == "finished":
-        save_model(accelerator, model, output_dir, model_path, config, data)
+        save_model(accelerator, model, output_dir, model_path, config, data, metrics=last_eval, step=step)
     log.close()
     accelerator.wait_for_everyone() if status != "interrupted" else None
     if accelerator.is_main_process:

