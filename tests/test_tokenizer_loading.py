@@ -182,6 +182,86 @@ def test_config_variant_matches_autotokenizer(tmp_path, variant):
     _compare(_variant(tmp_path, source, config(), model_config))
 
 
+def _llama_added_tokens_decoder():
+    config = _llama_config()
+    token = {"lstrip": True, "rstrip": True, "normalized": False, "single_word": False, "special": True}
+    config["added_tokens_decoder"] = {
+        "0": {"content": "<unk>", "lstrip": False, "rstrip": False, "normalized": True, "single_word": False},
+        "2": {"content": "</s>", **token},
+        "32000": {"content": "[PAD]", **token, "special": False, "normalized": True},
+        "32001": {"content": "<image>", **token},
+    }
+    return config
+
+
+SPECIAL_TOKEN_VARIANTS = {
+    # added_tokens_decoder with other AddedToken flags than tokenizer.json, and a new token
+    "llama-added-tokens-decoder": ("open_llama_3b_zh_en", _llama_added_tokens_decoder, None),
+    # extra special tokens (new and existing) and a model-specific named token
+    "llama-extra-special": (
+        "open_llama_3b_zh_en",
+        lambda: _llama_config(additional_special_tokens=["<tool>", "<s>", "</tool>"], image_token="<img>"),
+        None,
+    ),
+    "gpt2-new-special-tokens": (
+        "gpt2",
+        lambda: {
+            "tokenizer_class": "GPT2Tokenizer",
+            "pad_token": {"__type": "AddedToken", "content": "<|pad|>", "lstrip": True, "normalized": False},
+            "extra_special_tokens": ["<|sep|>"],
+        },
+        None,
+    ),
+    "t5-extra-special": (
+        "t5-small",
+        lambda: {"tokenizer_class": "T5Tokenizer", "additional_special_tokens": ["<sep>"], "extra_ids": 0},
+        None,
+    ),
+    "roberta-existing-specials": (
+        "gpt2",
+        lambda: {"tokenizer_class": "RobertaTokenizer", "bos_token": "<|endoftext|>", "cls_token": "<|endoftext|>"},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("class_name", ["LlamaTokenizer", "PreTrainedTokenizerFast", "GPT2Tokenizer"])
+def test_no_post_processor_with_add_bos_eos(tmp_path, class_name):
+    """tokenizer.json without a post-processor, config asking for bos/eos: transformers 5 sets its own template."""
+    source = "gpt2" if class_name == "GPT2Tokenizer" else "open_llama_3b_zh_en"
+    folder = _variant(tmp_path, source, {"tokenizer_class": class_name, "add_bos_token": True, "add_eos_token": True})
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    data["post_processor"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    _compare(folder)
+
+
+@pytest.mark.parametrize("variant", sorted(SPECIAL_TOKEN_VARIANTS))
+def test_special_token_variant_matches_autotokenizer(tmp_path, variant):
+    source, config, model_config = SPECIAL_TOKEN_VARIANTS[variant]
+    _compare(_variant(tmp_path, source, config(), model_config))
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["with-config", "map-only"])
+def test_special_tokens_map_matches_autotokenizer(tmp_path, with_config):
+    """special_tokens_map.json (read by transformers only without added_tokens_decoder) overrides the config."""
+    config = {"tokenizer_class": "GPT2Tokenizer", "pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
+    folder = _variant(tmp_path, "gpt2", config if with_config else None)
+    special_map = {
+        "pad_token": {
+            "content": "<|pad|>",
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        },
+        "additional_special_tokens": ["<|x|>"],
+        "eos_token": "<|endoftext|>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special_map), encoding="utf-8")
+    _compare(folder)
+
+
 @pytest.mark.parametrize(
     "config",
     [

@@ -793,8 +793,18 @@ def build(
         if name not in kwargs:
             kwargs[name] = _Token(value)
     if class_name == "T5Tokenizer" and "extra_special_tokens" not in kwargs:
-        # T5Tokenizer.__init__: without additional_special_tokens it adds <extra_id_0> ... <extra_id_{extra_ids-1}>
-        kwargs["extra_special_tokens"] = [f"<extra_id_{i}>" for i in range(int(kwargs.get("extra_ids", 100)))]
+        # T5Tokenizer.__init__: <extra_id_0> ... <extra_id_{extra_ids-1}> unless additional_special_tokens has them
+        sentinels = [f"<extra_id_{i}>" for i in range(int(kwargs.get("extra_ids", 100)))]
+        additional = kwargs.pop("additional_special_tokens", None)
+        if additional is None:
+            kwargs["extra_special_tokens"] = sentinels
+        elif not any("<extra_id_" in _as_token(token).content for token in additional):
+            kwargs["extra_special_tokens"] = list(additional) + sentinels
+        else:
+            kwargs["extra_special_tokens"] = list(additional)
+    if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
+        # PreTrainedTokenizerBase.__init__ (special_tokens_map.json's additional_special_tokens arrive here)
+        kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
     padding = data.get("padding") if isinstance(data.get("padding"), Mapping) else None
     if padding is not None and "pad_token" not in kwargs and padding.get("pad_token") is not None:
         kwargs["pad_token"] = _Token(str(padding["pad_token"]))
