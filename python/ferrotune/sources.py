@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,13 +189,21 @@ class _ParquetSource(_Source):
         if self._file is None:
             try:
                 self._file = pq.ParquetFile(self.path)
+                _ = self._file.schema_arrow.names  # a damaged footer can hold names that are not UTF-8
             except Exception as err:  # pyarrow raises ArrowInvalid / OSError for damaged files
+                self._file = None
                 raise DataSourceError(f"'{self.path}' is not a readable Parquet file: {err}") from err
         return self._file
 
     def parts(self) -> list[int]:
         metadata = self._open().metadata
-        return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        counts = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        if sum(counts) != metadata.num_rows or min(counts, default=0) < 0:
+            raise DataSourceError(
+                f"'{self.path}' is a damaged Parquet file: its row groups hold {sum(counts)} rows but its footer "
+                f"says {metadata.num_rows}; re-create or re-copy it"
+            )
+        return counts
 
     def columns(self) -> list[str]:
         return list(self._open().schema_arrow.names)
@@ -206,6 +215,11 @@ class _ParquetSource(_Source):
                 table = self._open().read_row_group(part, columns=columns)
             except Exception as err:
                 raise DataSourceError(f"'{self.path}': cannot read row group {part}: {err}") from err
+            if table.num_rows != self.parts()[part]:
+                raise DataSourceError(
+                    f"'{self.path}' is a damaged Parquet file: row group {part} holds {table.num_rows} rows, its "
+                    f"metadata says {self.parts()[part]}; re-create or re-copy it"
+                )
             self._cached = (part, key, table)
         return self._cached[2].slice(lo, hi - lo)
 
@@ -245,6 +259,11 @@ class _ArrowSource(_Source):
                 self._is_stream = True
                 self._reader = stream
             except Exception as err:
+                raise self._fail(err) from err
+            try:
+                _ = self._schema.names  # damaged metadata can hold names that are not UTF-8
+            except Exception as err:
+                self._reader = None
                 raise self._fail(err) from err
         return self._reader
 
@@ -381,7 +400,7 @@ class _LineSource(_Source):
             first = self._bytes(offsets[0], offsets[1]).split(b"\n", 1)[0]
             self._check_utf8(first, self._line_of(0, 0))
             try:
-                record = json.loads(first)
+                record = json.loads(first.decode("utf-8"))
             except json.JSONDecodeError as err:
                 raise DataSourceError(f"'{self.path}', line {self._line_of(0, 0)}: not valid JSON ({err})") from err
             if not isinstance(record, dict):
@@ -494,7 +513,7 @@ class _LineSource(_Source):
             if not line.strip():
                 continue
             try:
-                json.loads(line)
+                json.loads(line.decode("utf-8", errors="replace"))
             except json.JSONDecodeError as bad:
                 if bad.msg == "Extra data":
                     return DataSourceError(
@@ -538,7 +557,7 @@ class _GzipJsonlSource(_Source):
                 for line in handle:
                     if line.strip():
                         yield line
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise DataSourceError(f"'{self.path}' is not a readable gzip file (truncated?): {err}") from err
 
     def parts(self) -> list[int]:
@@ -549,7 +568,7 @@ class _GzipJsonlSource(_Source):
     def columns(self) -> list[str]:
         for line in self._lines():
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise DataSourceError(f"'{self.path}', row 0: not valid UTF-8 JSON ({err})") from err
             return list(record) if isinstance(record, dict) else []
@@ -579,7 +598,7 @@ class _GzipJsonlSource(_Source):
         except pa.ArrowInvalid as err:
             for number, line in enumerate(chunk):
                 try:
-                    json.loads(line)
+                    json.loads(line.decode("utf-8", errors="replace"))
                 except json.JSONDecodeError as bad:
                     raise DataSourceError(f"'{self.path}', row {lo + number}: not valid JSON ({bad})") from err
             raise DataSourceError(f"'{self.path}': cannot read rows {lo}..{hi}: {err}") from err

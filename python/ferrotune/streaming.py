@@ -373,7 +373,18 @@ class StreamingLoader(IterableDataset):
     def _read_window(self, segments: list[tuple[Unit, int, int]]) -> Any:
         import pyarrow as pa
 
-        tables = [self._sources[unit.source].read(unit.part, lo, hi, self._columns) for unit, lo, hi in segments]
+        tables = []
+        for unit, lo, hi in segments:
+            source = self._sources[unit.source]
+            table = source.read(unit.part, lo, hi, self._columns)
+            try:
+                # Damaged metadata (a buffer length, an offset) reads without error and fails on first use.
+                table.validate()
+            except pa.ArrowException as err:
+                raise DataSourceError(
+                    f"'{source.name}' holds damaged data ({err}): the file is corrupt; re-create or re-copy it"
+                ) from err
+            tables.append(table)
         try:
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         except (pa.ArrowTypeError, pa.ArrowInvalid) as err:
