@@ -170,6 +170,41 @@ VARIANTS = {
         lambda: {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True, "eos_token": "<|im_end|>"},
         None,
     ),
+    # SentencePiece Unigram families, on T5's Unigram vocabulary
+    "xlm-roberta": ("t5-small", lambda: {"tokenizer_class": "XLMRobertaTokenizer"}, None),
+    "xlm-roberta-model-type": ("t5-small", lambda: None, {"model_type": "xlm-roberta"}),
+    "xlm-roberta-no-prefix": (
+        "t5-small",
+        lambda: {"tokenizer_class": "XLMRobertaTokenizer", "add_prefix_space": False},
+        None,
+    ),
+    "albert": (
+        "t5-small",
+        lambda: {"tokenizer_class": "AlbertTokenizer", "cls_token": "<pad>", "sep_token": "</s>"},
+        None,
+    ),
+    "albert-cased-accents": (
+        "t5-small",
+        lambda: {
+            "tokenizer_class": "AlbertTokenizer",
+            "do_lower_case": False,
+            "keep_accents": True,
+            "cls_token": "<pad>",
+            "sep_token": "</s>",
+        },
+        None,
+    ),
+    "deberta-v2": ("t5-small", lambda: {"tokenizer_class": "DebertaV2Tokenizer", "unk_token": "<unk>"}, None),
+    "deberta-v2-punct-lower": (
+        "t5-small",
+        lambda: {
+            "tokenizer_class": "DebertaV2Tokenizer",
+            "split_by_punct": True,
+            "do_lower_case": True,
+            "add_prefix_space": False,
+        },
+        None,
+    ),
     # T5 / Unigram
     "t5-bare": ("t5-small", lambda: {"tokenizer_class": "T5Tokenizer"}, None),
     "t5-model-type": ("t5-small", lambda: None, {"model_type": "t5"}),
@@ -225,11 +260,18 @@ SPECIAL_TOKEN_VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("class_name", ["LlamaTokenizer", "PreTrainedTokenizerFast", "GPT2Tokenizer"])
+@pytest.mark.parametrize(
+    "class_name", ["LlamaTokenizer", "PreTrainedTokenizerFast", "GPT2Tokenizer", "AlbertTokenizer", "T5Tokenizer"]
+)
 def test_no_post_processor_with_add_bos_eos(tmp_path, class_name):
     """tokenizer.json without a post-processor, config asking for bos/eos: transformers 5 sets its own template."""
-    source = "gpt2" if class_name == "GPT2Tokenizer" else "open_llama_3b_zh_en"
-    folder = _variant(tmp_path, source, {"tokenizer_class": class_name, "add_bos_token": True, "add_eos_token": True})
+    source = {"GPT2Tokenizer": "gpt2", "AlbertTokenizer": "t5-small", "T5Tokenizer": "t5-small"}.get(
+        class_name, "open_llama_3b_zh_en"
+    )
+    config = {"tokenizer_class": class_name, "add_bos_token": True, "add_eos_token": True}
+    if class_name == "AlbertTokenizer":
+        config.update(cls_token="<pad>", sep_token="</s>")
+    folder = _variant(tmp_path, source, config)
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     data["post_processor"] = None
     (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
@@ -269,8 +311,10 @@ def test_special_tokens_map_matches_autotokenizer(tmp_path, with_config):
         {"tokenizer_class": "BertTokenizer", "strip_accents": True, "tokenize_chinese_chars": False},
         {"tokenizer_class": "BertTokenizer", "cls_token": "[SEP]", "sep_token": "[CLS]"},
         {"tokenizer_class": "DistilBertTokenizer"},
+        {"tokenizer_class": "MPNetTokenizer"},
+        {"tokenizer_class": "MPNetTokenizer", "do_lower_case": False, "mask_token": "[MASK]", "cls_token": "[CLS]"},
     ],
-    ids=["cased", "strip-accents-no-chinese", "swapped-cls-sep", "distilbert"],
+    ids=["cased", "strip-accents-no-chinese", "swapped-cls-sep", "distilbert", "mpnet", "mpnet-bert-tokens"],
 )
 def test_bert_variant_matches_autotokenizer(tmp_path, config):
     folder = tmp_path / "bert"
@@ -286,3 +330,18 @@ def test_from_transformers_agrees_with_from_pretrained():
     wrapped = ferrotune.Tokenizer.from_transformers(load_hf(folder))
     singles, _, _ = _texts()
     assert ft(singles)["input_ids"] == wrapped(singles)["input_ids"]
+
+
+@pytest.mark.parametrize("class_name", ["CodeLlamaTokenizer", "CLIPTokenizer", "WhisperTokenizer"])
+def test_classes_not_reproduced_warn(tmp_path, class_name):
+    """A class whose rebuild ferrotune does not reproduce yet is loaded from tokenizer.json as is, with a warning
+    that names the class and the exact alternative (from_transformers)."""
+    folder = _variant(tmp_path, "gpt2", {"tokenizer_class": class_name})
+    with pytest.warns(UserWarning, match=f"{class_name}.*from_transformers"):
+        ferrotune.Tokenizer.from_pretrained(folder)
+
+
+def test_supported_classes_do_not_warn(tmp_path, recwarn):
+    for name in SHARED_FOLDERS:
+        ferrotune.Tokenizer.from_pretrained(_shared(name))
+    assert not [warning for warning in recwarn if "from_transformers" in str(warning.message)]

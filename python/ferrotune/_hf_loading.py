@@ -122,6 +122,54 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "input_names": _NO_TYPE_IDS,
     },
+    "XLMRobertaTokenizer": {
+        "tokens": {
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "sep_token": "</s>",
+            "cls_token": "<s>",
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "mask_token": "<mask>",
+        },
+        "input_names": _NO_TYPE_IDS,
+    },
+    "MPNetTokenizer": {
+        "tokens": {
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "sep_token": "</s>",
+            "cls_token": "<s>",
+            "unk_token": "[UNK]",
+            "pad_token": "<pad>",
+            "mask_token": "<mask>",
+        },
+        "input_names": _NO_TYPE_IDS,
+    },
+    "DebertaV2Tokenizer": {
+        "tokens": {
+            "bos_token": "[CLS]",
+            "eos_token": "[SEP]",
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },
+        "input_names": ["input_ids", "attention_mask", "token_type_ids"],
+    },
+    "AlbertTokenizer": {
+        "tokens": {
+            "bos_token": "[CLS]",
+            "eos_token": "[SEP]",
+            "unk_token": "<unk>",
+            "sep_token": "[SEP]",
+            "pad_token": "<pad>",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },
+        "input_names": _NO_TYPE_IDS,
+    },
     BACKEND: {"tokens": {}, "input_names": _NO_TYPE_IDS},
 }
 _CLASS_DEFAULTS["Qwen2TokenizerFast"] = _CLASS_DEFAULTS["Qwen2Tokenizer"]
@@ -661,6 +709,88 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
         }
         data["pre_tokenizer"] = {"type": "BertPreTokenizer"}
         data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+    elif class_name == "XLMRobertaTokenizer":
+        prepend = "always" if kwargs.get("add_prefix_space", True) else "never"
+        metaspace = {"type": "Metaspace", "replacement": SPIECE_UNDERLINE, "prepend_scheme": prepend, "split": True}
+        data["model"] = {"type": "Unigram", "unk_id": 3, "vocab": model.get("vocab") or [], "byte_fallback": False}
+        data["normalizer"] = _precompiled(data.get("normalizer"))
+        data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]}
+        data["decoder"] = dict(metaspace)
+    elif class_name == "AlbertTokenizer":
+        prepend = "always" if kwargs.get("add_prefix_space", True) else "never"
+        metaspace = {"type": "Metaspace", "replacement": SPIECE_UNDERLINE, "prepend_scheme": prepend, "split": True}
+        normalizers: list[Any] = [
+            {"type": "Replace", "pattern": {"String": "``"}, "content": '"'},
+            {"type": "Replace", "pattern": {"String": "''"}, "content": '"'},
+        ]
+        if not kwargs.get("keep_accents", False):
+            normalizers += [{"type": "NFKD"}, {"type": "StripAccents"}]
+        if kwargs.get("do_lower_case", True):
+            normalizers.append({"type": "Lowercase"})
+        precompiled = _precompiled(data.get("normalizer"))
+        if precompiled is not None:
+            normalizers.append(precompiled)
+        data["model"] = {"type": "Unigram", "unk_id": 1, "vocab": model.get("vocab") or [], "byte_fallback": False}
+        if data.get("post_processor") is None:  # AlbertTokenizer sets its template before TokenizersBackend.__init__
+            pieces = {entry[0]: index for index, entry in enumerate(data["model"]["vocab"])}
+            cls_token, sep_token = kwargs.get("cls_token"), kwargs.get("sep_token")
+            data["post_processor"] = _template(
+                [("special", "[CLS]", 0), ("seq", "A", 0), ("special", "[SEP]", 0)],
+                [("special", "[CLS]", 0), ("seq", "A", 0), ("special", "[SEP]", 0), ("seq", "B", 1)]
+                + [("special", "[SEP]", 1)],
+                {
+                    "[CLS]": pieces.get(str(cls_token.content if cls_token else None)),
+                    "[SEP]": pieces.get(str(sep_token.content if sep_token else None)),
+                },
+            )
+        data["normalizer"] = {"type": "Sequence", "normalizers": normalizers}
+        data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]}
+        data["decoder"] = dict(metaspace)
+    elif class_name == "DebertaV2Tokenizer":
+        vocab = model.get("vocab") or []
+        unk = kwargs.get("unk_token")
+        unk_id = kwargs.get("unk_id", 1)
+        unk_entry = [None if unk is None else unk.content, 0.0]
+        for index, entry in enumerate(vocab):
+            if list(entry) == unk_entry:
+                unk_id = index
+                break
+        normalizers = [{"type": "Lowercase"}] if kwargs.get("do_lower_case", False) else []
+        normalizers += [
+            {"type": "Replace", "pattern": {"Regex": r"\s{2,}|[\n\r\t]"}, "content": " "},
+            {"type": "NFC"},
+            {"type": "Strip", "strip_left": False, "strip_right": True},
+        ]
+        prepend = "always" if kwargs.get("add_prefix_space", True) else "first"
+        metaspace = {"type": "Metaspace", "replacement": SPIECE_UNDERLINE, "prepend_scheme": prepend, "split": True}
+        pretokenizers = [{"type": "Punctuation", "behavior": "Isolated"}] if kwargs.get("split_by_punct") else []
+        data["model"] = {"type": "Unigram", "unk_id": unk_id, "vocab": vocab, "byte_fallback": False}
+        data["normalizer"] = {"type": "Sequence", "normalizers": normalizers}
+        data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [*pretokenizers, metaspace]}
+        data["decoder"] = dict(metaspace)
+    elif class_name == "MPNetTokenizer":
+        unk = kwargs.get("unk_token")
+        data["model"] = {
+            "type": "WordPiece",
+            "unk_token": str(None if unk is None else unk.content),
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100,
+            "vocab": model.get("vocab") or {},
+        }
+        data["normalizer"] = {
+            "type": "BertNormalizer",
+            "clean_text": True,
+            "handle_chinese_chars": kwargs.get("tokenize_chinese_chars", True),
+            "strip_accents": kwargs.get("strip_accents"),
+            "lowercase": kwargs.get("do_lower_case", True),
+        }
+        data["pre_tokenizer"] = {"type": "BertPreTokenizer"}
+        data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+        # MPNetTokenizer.__init__ turns string tokens into AddedTokens (the mask token strips on its left)
+        for name in SPECIAL_TOKEN_ATTRIBUTES:
+            token = kwargs.get(name)
+            if token is not None and token.added is None:
+                kwargs[name] = _Token(token.content, _added_token(token.content, lstrip=name == "mask_token"))
     else:  # pragma: no cover - guarded by _CLASS_DEFAULTS
         raise AssertionError(class_name)
     data["added_tokens"] = []  # a rebuilt backend starts without added tokens; they are re-added below
@@ -710,6 +840,43 @@ def _post_super(class_name: str, data: dict[str, Any], kwargs: dict[str, Any], v
         )
     elif class_name == "GPTNeoXTokenizer":
         data["post_processor"] = _EMPTY_TEMPLATE
+    elif class_name == "XLMRobertaTokenizer":
+        bos = str(kwargs["bos_token"].content if kwargs.get("bos_token") else None)
+        eos = str(kwargs["eos_token"].content if kwargs.get("eos_token") else None)
+        data["post_processor"] = _template(
+            [("special", bos, 0), ("seq", "A", 0), ("special", eos, 0)],
+            [("special", bos, 0), ("seq", "A", 0), ("special", eos, 0), ("special", eos, 0), ("seq", "B", 0)]
+            + [("special", eos, 0)],
+            {bos: token_id("bos_token"), eos: token_id("eos_token")},
+        )
+    elif class_name == "DebertaV2Tokenizer":
+        cls_token, sep_token = kwargs.get("cls_token"), kwargs.get("sep_token")
+        cls_text, sep_text = (
+            str(cls_token.content if cls_token else None),
+            str(sep_token.content if sep_token else None),
+        )
+        cls_id, sep_id = token_id("cls_token"), token_id("sep_token")
+        data["post_processor"] = _template(
+            [("special", cls_text, 0), ("seq", "A", 0), ("special", sep_text, 0)],
+            [
+                ("special", cls_text, 0),
+                ("seq", "A", 0),
+                ("special", sep_text, 0),
+                ("seq", "B", 1),
+                ("special", sep_text, 1),
+            ],
+            {cls_text: 0 if cls_id is None else cls_id, sep_text: 0 if sep_id is None else sep_id},
+        )
+    elif class_name == "MPNetTokenizer":
+        sep_token, cls_token = kwargs.get("sep_token"), kwargs.get("cls_token")
+        sep_id, cls_id = token_id("sep_token"), token_id("cls_token")
+        data["post_processor"] = {
+            "type": "RobertaProcessing",
+            "sep": [str(sep_token.content if sep_token else None), 2 if sep_id is None else sep_id],
+            "cls": [str(cls_token.content if cls_token else None), 0 if cls_id is None else cls_id],
+            "trim_offsets": True,
+            "add_prefix_space": False,
+        }
     elif class_name in ("Qwen2Tokenizer", "Qwen2TokenizerFast"):
         specials = []
         for name in SPECIAL_TOKEN_ATTRIBUTES:
