@@ -67,10 +67,9 @@ def test_adapter_reloads_with_peft_and_reproduces_the_dev_metrics(mrpc_run):
     import ferrotune
     import torch
     import transformers
+    from ferrotune.prediction import resolve_base_model
     from ferrotune.training.metrics import accuracy, f1
     from peft import PeftModel
-
-    from ferrotune.prediction import resolve_base_model
 
     result, output_dir = mrpc_run
     task = json.loads((output_dir / "ferrotune_task.json").read_text())

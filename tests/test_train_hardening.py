@@ -150,6 +150,62 @@ def test_resume_into_another_folder_keeps_the_records_so_far(stopped_run, tmp_pa
         ferrotune.train(**run_options(tmp_path / "continued", resume=str(checkpoint)))
 
 
+def test_ctrl_c_during_an_evaluation_loses_nothing(finished_run, tmp_path, monkeypatch):
+    """Ctrl-C while step 2 is evaluated and its best model saved: the resumed run evaluates step 2 first, rewrites
+    best/ whole, and its records equal the uninterrupted run's."""
+    import ferrotune
+    from ferrotune.training import loop
+
+    save_model = loop.save_model
+
+    def interrupted_while_saving_best(*args, best=False, **kwargs):
+        save_model(*args, best=best, **kwargs)
+        if best:
+            (args[2] / "ferrotune_task.json").unlink()  # as if killed before the last file
+            raise KeyboardInterrupt
+
+    output_dir = tmp_path / "run"
+    monkeypatch.setattr(loop, "save_model", interrupted_while_saving_best)
+    interrupted = ferrotune.train(**run_options(output_dir))
+    assert interrupted.status == "interrupted" and interrupted.steps == 2
+    assert records(output_dir, "eval") == []
+    monkeypatch.setattr(loop, "save_model", save_model)
+    resumed = ferrotune.train(**run_options(output_dir, resume="latest"))
+    assert resumed.status == "finished" and resumed.steps == 4
+    reference = finished_run[0]
+    for kind in ("train", "eval"):
+        drop = {"seconds", "tokens_per_s"}
+        expected = [{k: v for k, v in r.items() if k not in drop} for r in records(reference, kind)]
+        assert [{k: v for k, v in r.items() if k not in drop} for r in records(output_dir, kind)] == expected, kind
+    assert (output_dir / "best" / "ferrotune_task.json").is_file()
+
+
+def test_a_run_killed_while_writing_its_model_writes_it_on_resume(finished_run, tmp_path):
+    import ferrotune
+
+    output_dir = copy_run(finished_run[0], tmp_path)
+    (output_dir / "ferrotune_task.json").unlink()  # killed while saving the final model (this file comes last)
+    result = ferrotune.train(**run_options(output_dir, resume="latest"))
+    assert result.status == "finished" and result.steps == 4
+    assert (output_dir / "ferrotune_task.json").is_file()
+    assert result.eval_metrics == {k: v for k, v in records(output_dir, "eval")[-1].items() if k.startswith("eval_")}
+    assert [r["step"] for r in records(output_dir, "train")] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_inside_a_deferred_block_waits_for_its_end():
+    import signal
+
+    from ferrotune.training.loop import deferred_interrupt
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def make_checkpoint(root: Path, step: int, complete: bool = True) -> Path:
     folder = root / f"step-{step:06d}"
     folder.mkdir(parents=True)
@@ -297,6 +353,28 @@ def test_local_base_model_is_named_relative_to_the_output(tmp_path):
     shutil.rmtree(tmp_path / "moved" / "models")
     with pytest.raises(ModelFileNotFoundError, match=r"'\.\./\.\./models/encoder'.*--base-model"):
         resolve_base_model(tmp_path / "moved" / "runs" / "first")
+
+
+def test_model_display_name(tmp_path):
+    from ferrotune.training.modeling import model_display_name
+
+    assert model_display_name(require_minilm_dir()) == "sentence-transformers/all-MiniLM-L6-v2"
+    named = tmp_path / "tiny-bert"
+    generic = tmp_path / "bert-base-uncased" / "model"
+    for folder, recorded in ((named, "org/other"), (generic, "/home/someone/checkpoints/x")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"_name_or_path": recorded}))
+    assert model_display_name(named) == "tiny-bert"
+    assert model_display_name(generic) == "bert-base-uncased/model"  # a local path is no name
+    (generic / "config.json").write_text(json.dumps({"_name_or_path": "google-bert/bert-base-uncased"}))
+    assert model_display_name(generic) == "google-bert/bert-base-uncased"
+
+
+def test_cli_predict_checks_the_model_folder_first(tmp_path, capsys):
+    from ferrotune.cli import main
+
+    assert main(["predict", str(tmp_path / "nothing"), "--input", str(tmp_path / "missing.jsonl")]) == 2
+    assert "is not a ferrotune training output" in capsys.readouterr().err
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -117,6 +117,11 @@ def run_predict(arguments: argparse.Namespace) -> int:
         folder = predict_module.merge(arguments.model_dir, arguments.merge, arguments.base_model)
         print(f"merged model written to {folder}")
         return 0
+    from pathlib import Path
+
+    task = predict_module.read_task(Path(arguments.model_dir))  # a wrong folder fails before the inputs are read
+    if (Path(arguments.model_dir) / "adapter_config.json").is_file():
+        predict_module.resolve_base_model(arguments.model_dir, task, arguments.base_model)
     texts, pairs = _read_inputs(arguments)
     results = predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size,
                                      base_model=arguments.base_model)  # fmt: skip

@@ -189,9 +189,15 @@ def resolve_resume(config: TrainConfig) -> Path | None:
     if differences:
         listed = "; ".join(f"{name}: checkpoint {old!r}, now {new!r}" for name, (old, new) in differences.items())
         raise ResumeMismatchError(f"checkpoint {folder} was written with a different configuration ({listed})")
-    if state.get("total_steps") is not None and state["step"] >= state["total_steps"]:
+    if state.get("total_steps") is not None and state["step"] >= state["total_steps"] and model_written(folder):
         raise_finished(folder, state["step"], state["total_steps"])
     return folder
+
+
+def model_written(folder: Path) -> bool:
+    """Whether the run of checkpoint ``folder`` wrote its trained model whole (ferrotune_task.json is written last;
+    a run killed while saving it resumes at its last step and writes the model again)."""
+    return (folder.parent.parent / "ferrotune_task.json").is_file()
 
 
 def raise_finished(folder: Path, step: int, total_steps: int) -> None:

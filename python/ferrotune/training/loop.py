@@ -12,6 +12,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +165,22 @@ def linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int) -> Any:
 # Output
 
 
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Ctrl-C inside the block takes effect (KeyboardInterrupt) when the block ends, not in the middle of it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if received:
+            raise KeyboardInterrupt
+
+
 # What save_model writes (deleted by --overwrite-output-dir along with the run's checkpoints and metrics).
 MODEL_FILES = (
     "adapter_model.safetensors", "adapter_config.json", "model.safetensors", "model.safetensors.index.json",
@@ -189,13 +207,14 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
         values = json.loads(adapter_config.read_text(encoding="utf-8"))
         values["base_model_name_or_path"] = reference.get("base_model_name") or reference["base_model"]
         adapter_config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    card = model_card(config, data, reference, folder, metrics=metrics or {}, step=step, best=best)
+    (folder / CARD_FILE).write_text(card, encoding="utf-8")
     task = {
         "kind": data.kind, "label_names": data.label_names, "metrics": list(data.metrics), **reference,
         "lora": config.use_lora, "max_length": config.max_length,
     }  # fmt: skip
+    # Written last: a folder with ferrotune_task.json holds a complete model (a run killed while saving does not).
     (folder / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n")
-    card = model_card(config, data, reference, folder, metrics=metrics or {}, step=step, best=best)
-    (folder / CARD_FILE).write_text(card, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,7 +282,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     step, best_metric, best_step, last_eval, last_checkpoint = 0, None, None, {}, None
     if resume_from is not None:
         shared, own = ckpt.load_shared(resume_from), ckpt.load_rank(resume_from, rank)
-        if shared["step"] >= total_steps:  # checkpoints written before total_steps was saved in them
+        if shared["step"] >= total_steps and ckpt.model_written(resume_from):  # (older checkpoints lack total_steps)
             ckpt.raise_finished(resume_from, shared["step"], total_steps)
         # strict=False: the checkpoint holds the trainable weights only; each of them must find its parameter.
         unexpected = accelerator.unwrap_model(model).load_state_dict(shared["model"], strict=False).unexpected_keys
@@ -275,6 +294,9 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         train_loader.load_state_dict(own["loader"])
         ckpt.restore_rng(own["rng"])
         last_checkpoint = resume_from
+        # The last evaluation so far: the final model's card and the result report it if no other follows.
+        evals = [r for r in history if r.get("type") == "eval" and r.get("step", 0) <= step]
+        last_eval = {k: v for k, v in (evals[-1] if evals else {}).items() if k.startswith("eval_")}
 
     if accelerator.is_main_process:
         if config.overwrite_output_dir:
@@ -297,6 +319,14 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         f"{epoch_steps[0]} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
     )
 
+    def eval_due(at: int) -> bool:
+        periodic = bool(config.eval_every and at % config.eval_every == 0)
+        return data.eval is not None and at > 0 and (at in epoch_ends or periodic)
+
+    def epoch_at(at: int) -> float:
+        epoch = bisect.bisect_left(epoch_ends, at)
+        return epoch + (at - (epoch_ends[epoch] - epoch_steps[epoch])) / epoch_steps[epoch]
+
     def checkpoint_now(rng_state: dict, loader_state: dict) -> Path:
         folder = ckpt.checkpoint_dir(output_dir, step)
         shared = {
@@ -304,28 +334,38 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "best_metric": best_metric, "best_step": best_step, "config": config.to_dict(),
             "total_steps": total_steps,
+            # Ctrl-C during this step's evaluation: the resumed run evaluates first, so no evaluation is lost.
+            "eval_pending": eval_due(step) and evaluated_step != step,
         }  # fmt: skip
         ckpt.save_checkpoint(accelerator, folder, shared=shared, per_rank={"rng": rng_state, "loader": loader_state})
         return folder
 
+    evaluated_step = step if resume_from is None or not shared.get("eval_pending") else None
+
     def evaluate_now(epoch: float) -> None:
-        nonlocal best_metric, best_step, last_eval
+        nonlocal best_metric, best_step, last_eval, evaluated_step
         if not eval_batches and data.eval is None:
             return
         last_eval = evaluate(accelerator, model, eval_batches, data)
         value = last_eval[f"eval_{metric_for_best}"]
         improved = is_better(metric_for_best, value, best_metric)
         if improved:
-            best_metric, best_step = value, step
             save_model(accelerator, model, output_dir / "best", model_path, config, data, metrics=last_eval, step=step,
                        best=True)  # fmt: skip
-        log.write({"type": "eval", "step": step, "epoch": round(epoch, 4), **last_eval, "best": improved})
+            best_metric, best_step = value, step  # only once best/ is written whole (Ctrl-C may come while saving)
+        with deferred_interrupt():
+            log.write({"type": "eval", "step": step, "epoch": round(epoch, 4), **last_eval, "best": improved})
+            evaluated_step = step
 
     # ---- The loop: one iteration per optimizer step (a window of `accumulation` micro-batches)
     model.train()
     status, start_time = "finished", time.perf_counter()
     rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
     try:
+        if evaluated_step != step:  # resumed from a Ctrl-C during an evaluation: do it now
+            evaluate_now(epoch_at(step))
+        if step >= total_steps:
+            log.message(f"training had finished at step {step} but the model was not written whole: writing it now")
         while step < total_steps:
             epoch = bisect.bisect_right(epoch_ends, step)
             epoch_start = epoch_ends[epoch] - epoch_steps[epoch]
@@ -356,24 +396,26 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 if config.max_grad_norm > 0:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 learning_rate = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
-
                 loss_value = accelerator.reduce(step_loss, reduction="sum").item() / max(items, 1)
-                elapsed = time.perf_counter() - step_start
-                log.write({
-                    "type": "train", "step": step, "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4),
-                    "loss": loss_value,
-                    "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
-                    "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
-                    "real_tokens": int(real_tokens), "seconds": elapsed,
-                })  # fmt: skip
+                # From the update to the step's record: a Ctrl-C here waits for the block's end, so a checkpoint
+                # never pairs updated weights with the previous step's counter, loader position or RNG states.
+                with deferred_interrupt():
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
+                    elapsed = time.perf_counter() - step_start
+                    log.write({
+                        "type": "train", "step": step,
+                        "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4), "loss": loss_value,
+                        "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
+                        "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
+                        "real_tokens": int(real_tokens), "seconds": elapsed,
+                    })  # fmt: skip
 
                 end_of_epoch = step == epoch_ends[epoch]
-                if end_of_epoch or (config.eval_every and step % config.eval_every == 0):
+                if eval_due(step):
                     evaluate_now(epoch + (step - epoch_start) / epoch_steps[epoch])
                 stopping = config.stop_after_steps is not None and step >= config.stop_after_steps
                 if end_of_epoch or stopping or (config.save_every and step % config.save_every == 0):
