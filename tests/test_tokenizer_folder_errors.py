@@ -138,3 +138,35 @@ def test_good_values_still_load(tmp_path):
     folder = _folder(tmp_path, {"tokenizer_config.json": json.dumps(config)})
     tok = ferrotune.Tokenizer.from_pretrained(folder)
     assert tok.bos_token == "<|endoftext|>" and tok.pad_token is None
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda data: data.update(added_tokens={"a": 1}), "added_tokens"),
+        (lambda data: data["added_tokens"].append({"content": "<x>"}), "added_tokens[1]"),
+        (lambda data: data["added_tokens"].append({"id": "7", "content": "<x>"}), "added_tokens[1]"),
+        (lambda data: data["added_tokens"].append({"id": 50300, "content": 5}), "added_tokens[1]"),
+        (lambda data: data["added_tokens"].append({"id": 50300, "content": "<x>", "special": "no"}), "added_tokens[1]"),
+        (lambda data: data.update(normalizer=[1]), "normalizer"),
+        (lambda data: data["model"].update(vocab=5), "model.vocab"),
+    ],
+    ids=["not-a-list", "no-id", "string-id", "int-content", "flag-string", "normalizer-list", "vocab-int"],
+)
+def test_bad_tokenizer_json(tmp_path, change, key):
+    folder = _folder(tmp_path, {"tokenizer_config.json": json.dumps({"tokenizer_class": "GPT2Tokenizer"})})
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    change(data)
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    message = _load_error(folder)
+    assert "tokenizer.json" in message and key in message
+
+
+def test_core_error_on_a_rebuilt_tokenizer_names_the_file(tmp_path):
+    folder = _folder(tmp_path, {"tokenizer_config.json": json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"})})
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    data["post_processor"] = None  # makes ferrotune build from edited text
+    data["decoder"] = {"type": "NoSuchDecoder"}
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    message = _load_error(folder)
+    assert "tokenizer.json" in message

@@ -345,3 +345,9 @@ def test_supported_classes_do_not_warn(tmp_path, recwarn):
     for name in SHARED_FOLDERS:
         ferrotune.Tokenizer.from_pretrained(_shared(name))
     assert not [warning for warning in recwarn if "from_transformers" in str(warning.message)]
+
+
+def test_split_special_tokens_warns(tmp_path):
+    folder = _variant(tmp_path, "gpt2", {"tokenizer_class": "GPT2Tokenizer", "split_special_tokens": True})
+    with pytest.warns(UserWarning, match="split_special_tokens"):
+        ferrotune.Tokenizer.from_pretrained(folder)

@@ -342,6 +342,40 @@ def check_model_config(config: dict[str, Any], path: Path) -> None:
             )
 
 
+def _check_tokenizer_json(data: dict[str, Any], path: Path) -> None:
+    """The parts of tokenizer.json ferrotune reads in Python (the Rust core checks the rest)."""
+    added = data.get("added_tokens")
+    if added is not None and not isinstance(added, list):
+        raise TokenizerFormatError(
+            f"'{path}': added_tokens must be a list of token objects, not {type(added).__name__}"
+        )
+    for index, token in enumerate(added or []):
+        if (
+            not isinstance(token, Mapping)
+            or not isinstance(token.get("content"), str)
+            or isinstance(token.get("id"), bool)
+            or not isinstance(token.get("id"), int)
+            or token["id"] < 0
+        ):
+            raise TokenizerFormatError(
+                f"'{path}': added_tokens[{index}] is {token!r}; each added token needs an integer \"id\" and a "
+                'string "content" (as tokenizers writes them): fix or remove this entry'
+            )
+        _check_added_token(token, path, f"added_tokens[{index}]")
+    vocab = data["model"].get("vocab")
+    if isinstance(vocab, list):
+        for index, entry in enumerate(vocab):
+            if not isinstance(entry, (list, tuple)) or not entry or not isinstance(entry[0], str):
+                raise TokenizerFormatError(
+                    f"'{path}': model.vocab[{index}] is {entry!r}; a Unigram vocabulary lists [piece, score] pairs"
+                )
+    elif vocab is not None and not isinstance(vocab, Mapping):
+        raise TokenizerFormatError(f"'{path}': model.vocab must be an object or a list, not {type(vocab).__name__}")
+    for key in ("normalizer", "pre_tokenizer", "post_processor", "decoder", "padding", "truncation"):
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise TokenizerFormatError(f"'{path}': {key} must be an object or null, not {type(data[key]).__name__}")
+
+
 # --------------------------------------------------------------------------------------------------
 # Which class transformers instantiates (models/auto/tokenization_auto.py, AutoTokenizer.from_pretrained)
 
@@ -940,6 +974,13 @@ def build(
             stacklevel=3,
         )
         class_name = BACKEND
+    if config.get("split_special_tokens"):
+        warnings.warn(
+            f"'{folder / 'tokenizer_config.json'}' sets split_special_tokens, which makes transformers tokenize "
+            "special tokens in the text as ordinary text; ferrotune matches them as special tokens, so outputs differ "
+            "on texts that contain them. Remove the setting, or use transformers for this tokenizer.",
+            stacklevel=3,
+        )
     try:
         data = json.loads(tokenizer_text)
     except RecursionError:
@@ -950,6 +991,7 @@ def build(
         raise TokenizerFormatError(
             f"'{folder / 'tokenizer.json'}' is not a tokenizers file: it has no \"model\" object"
         )
+    _check_tokenizer_json(data, folder / "tokenizer.json")
     try:
         kwargs, added_decoder = init_arguments(config, special_map, data)
     except (KeyError, TypeError, ValueError) as error:

@@ -123,7 +123,10 @@ class Tokenizer:
         settings.update(overrides)
         if edited is None:
             return cls.from_file(tokenizer_file, **settings)
-        return cls(edited, **settings)
+        try:
+            return cls(edited, **settings)
+        except TokenizerFormatError as error:  # built from the edited text: name the file it came from
+            raise TokenizerFormatError(f"'{tokenizer_file}': {error}") from error
 
     @classmethod
     def from_transformers(cls, tokenizer: Any, *, engine: str = "auto") -> Tokenizer:
