@@ -159,10 +159,11 @@ class Tokenizer:
 
         The folder loads back with ``Tokenizer.from_pretrained`` and with transformers' ``AutoTokenizer`` to
         the same tokenizer: ``tokenizer.json`` holds the pipeline this tokenizer runs (after any rebuild
-        transformers' tokenizer class made when it was loaded), and the config names transformers'
-        ``TokenizersBackend`` so that neither library rebuilds it again. ``Trainer`` calls this method on its
-        ``processing_class`` when it writes checkpoints and ``save_model``. Other keyword arguments that
-        transformers accepts (``legacy_format``, ``push_to_hub``) are refused unless they are false/None.
+        transformers' tokenizer class made when it was loaded), and the config names
+        ``PreTrainedTokenizerFast`` (transformers 5's ``TokenizersBackend``), so neither library rebuilds it
+        again. ``Trainer`` calls this method on its ``processing_class`` when it writes checkpoints and
+        ``save_model``. Other keyword arguments that transformers accepts (``legacy_format``, ``push_to_hub``)
+        are refused unless they are false/None.
         """
         for name, value in kwargs.items():
             if name in ("legacy_format", "save_format") and value in (None, False, "hf"):
@@ -179,8 +180,9 @@ class Tokenizer:
         added = json.loads(tokenizer_json).get("added_tokens") or []
         special = self.special_tokens_map
         config: dict[str, Any] = {
-            # the pipeline is already what transformers' class built: neither library may rebuild it again
-            "tokenizer_class": "TokenizersBackend",
+            # the pipeline is already what transformers' class built: neither library may rebuild it again.
+            # PreTrainedTokenizerFast is transformers 5's alias of TokenizersBackend, and a name transformers 4 knows.
+            "tokenizer_class": "PreTrainedTokenizerFast",
             "backend": "tokenizers",
             "added_tokens_decoder": {
                 str(token["id"]): {key: value for key, value in token.items() if key != "id"} for token in added
