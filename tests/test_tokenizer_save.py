@@ -44,10 +44,10 @@ def test_round_trip(tmp_path, name):
     source = _source(name)
     original = ferrotune.Tokenizer.from_pretrained(source)
     saved = original.save_pretrained(tmp_path / "saved")
-    assert saved == tuple(
-        str(tmp_path / "saved" / file)
-        for file in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")
-    )
+    names = ["tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"]
+    if isinstance(original.chat_template, str):
+        names.insert(2, "chat_template.jinja")  # as transformers 5 writes it
+    assert saved == tuple(str(tmp_path / "saved" / file) for file in names)
     assert all(Path(path).is_file() for path in saved)
     # both libraries load the saved folder to the same tokenizer ...
     _compare(tmp_path / "saved")
@@ -123,3 +123,43 @@ def test_save_errors(tmp_path):
     with pytest.raises(InvalidArgumentError, match="push_to_hub"):
         ft.save_pretrained(tmp_path / "out", push_to_hub=True)
     assert ft.save_pretrained(tmp_path / "out", legacy_format=None, push_to_hub=False)
+
+
+def test_chat_template_and_extra_special_tokens_survive(tmp_path):
+    """SmolLM2's ChatML template and its additional special tokens: nothing lost through a save."""
+    from transformers import AutoTokenizer
+
+    source = _source("smollm2-135m-instruct")
+    hf = AutoTokenizer.from_pretrained(str(source))
+    ft = ferrotune.Tokenizer.from_pretrained(source)
+    assert ft.chat_template == hf.chat_template and ft.chat_template
+    assert ft.extra_special_tokens == [str(token) for token in hf.extra_special_tokens]
+    ft.save_pretrained(tmp_path)
+    saved = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert saved.chat_template == hf.chat_template
+    assert [str(token) for token in saved.extra_special_tokens] == [str(token) for token in hf.extra_special_tokens]
+    chat = [{"role": "user", "content": "Hi"}]
+    expected = hf.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+    assert saved.apply_chat_template(chat, add_generation_prompt=True, tokenize=True) == expected
+    reloaded = ferrotune.Tokenizer.from_pretrained(tmp_path)
+    assert reloaded.chat_template == hf.chat_template
+    assert reloaded.extra_special_tokens == ft.extra_special_tokens
+    # a pickled copy (DataLoader workers) keeps them too
+    import pickle
+
+    assert pickle.loads(pickle.dumps(reloaded)).chat_template == hf.chat_template
+
+
+def test_named_chat_templates_in_the_config(tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "named"
+    folder.mkdir()
+    shutil.copy(_source("gpt2") / "tokenizer.json", folder / "tokenizer.json")
+    templates = [{"name": "default", "template": "{{ messages }}"}, {"name": "tool_use", "template": "{{ tools }}"}]
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": templates}), encoding="utf-8")
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    ft = ferrotune.Tokenizer.from_pretrained(folder)
+    assert ft.chat_template == hf.chat_template == {"default": "{{ messages }}", "tool_use": "{{ tools }}"}
+    ft.save_pretrained(tmp_path / "saved")
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "saved")).chat_template == hf.chat_template

@@ -1040,6 +1040,41 @@ def build(
     return (None if unchanged else json.dumps(data, ensure_ascii=False)), class_name, settings
 
 
+def chat_template(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """tokenization_utils_base._from_pretrained: chat_template.jinja and additional_chat_templates/*.jinja take
+    priority over the config's chat_template; a list of {"name", "template"} becomes a dict."""
+    templates: dict[str, str] = {}
+    default = folder / "chat_template.jinja"
+    try:
+        if default.is_file():
+            templates["default"] = default.read_text(encoding="utf-8")
+        extra = folder / "additional_chat_templates"
+        if extra.is_dir():
+            for path in sorted(extra.glob("*.jinja")):
+                templates[path.name.removesuffix(".jinja")] = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise TokenizerFormatError(f"a chat template file in '{folder}' is not UTF-8 text: {error}") from error
+    if len(templates) == 1 and "default" in templates:
+        return {"chat_template": templates["default"]}
+    if templates:
+        return {"chat_template": templates}
+    value = config.get("chat_template")
+    if isinstance(value, (list, tuple)):
+        try:
+            return {"chat_template": {item["name"]: item["template"] for item in value}}
+        except (KeyError, TypeError):
+            raise TokenizerFormatError(
+                f"'{folder / 'tokenizer_config.json'}': chat_template is a list, so each entry must be "
+                '{"name": ..., "template": ...}: fix or remove this key'
+            ) from None
+    if value is not None and not isinstance(value, (str, Mapping)):
+        raise TokenizerFormatError(
+            f"'{folder / 'tokenizer_config.json'}': chat_template is {type(value).__name__}; it must be a string "
+            "(a Jinja template): fix or remove this key"
+        )
+    return {"chat_template": value}
+
+
 def _settings(
     class_name: str, kwargs: dict[str, Any], padding: Mapping[str, Any] | None, truncation: Any
 ) -> dict[str, Any]:
@@ -1066,4 +1101,6 @@ def _settings(
     for name in SPECIAL_TOKEN_ATTRIBUTES:
         token = kwargs.get(name)
         settings[name] = None if token is None else token.content
+    extra = [_as_token(token).content for token in kwargs.get("extra_special_tokens") or []]
+    settings["extra_special_tokens"] = list(dict.fromkeys(extra))
     return settings

@@ -59,6 +59,8 @@ class Tokenizer:
         pad_token_type_id: int = 0,
         clean_up_tokenization_spaces: bool = False,
         engine: str = "auto",
+        chat_template: str | dict[str, str] | None = None,
+        extra_special_tokens: list[str] | None = None,
         _built: Any = None,
         **special_tokens: str | None,
     ) -> None:
@@ -74,6 +76,9 @@ class Tokenizer:
         self.model_input_names = list(model_input_names or _BASE_INPUT_NAMES)
         self.pad_token_type_id = pad_token_type_id
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        # kept so that save_pretrained writes them back (ferrotune does not apply chat templates itself)
+        self.chat_template = chat_template
+        self.extra_special_tokens = list(extra_special_tokens or [])
         for name in SPECIAL_TOKEN_ATTRIBUTES:
             setattr(self, name, special_tokens.get(name))
         self._model_type = self._core.model_type()
@@ -120,6 +125,7 @@ class Tokenizer:
             files["special_tokens_map.json"],
             files["config.json"],
         )
+        settings.update(_hf_loading.chat_template(folder, files["tokenizer_config.json"]))
         settings.update(overrides)
         if edited is None:
             return cls.from_file(tokenizer_file, **settings)
@@ -148,6 +154,8 @@ class Tokenizer:
             pad_token_type_id=tokenizer.pad_token_type_id,
             clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)),
             engine=engine,
+            chat_template=getattr(tokenizer, "chat_template", None),
+            extra_special_tokens=[str(token) for token in getattr(tokenizer, "extra_special_tokens", None) or []],
             **settings,
         )
 
@@ -194,16 +202,28 @@ class Tokenizer:
             "model_input_names": list(self.model_input_names),
             "clean_up_tokenization_spaces": bool(self.clean_up_tokenization_spaces),
         }
-        paths = (
-            folder / f"{prefix}tokenizer_config.json",
-            folder / f"{prefix}special_tokens_map.json",
-            folder / f"{prefix}tokenizer.json",
-        )
-        contents = (
+        if self.extra_special_tokens:
+            # the name transformers 4 reads; transformers 5 reads it as extra_special_tokens
+            config["additional_special_tokens"] = list(self.extra_special_tokens)
+        template = self.chat_template
+        if isinstance(template, Mapping):
+            config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
+        elif template is not None:
+            config["chat_template"] = template
+        special_map: dict[str, Any] = dict(special)
+        if self.extra_special_tokens:
+            special_map["additional_special_tokens"] = list(self.extra_special_tokens)
+        paths = [folder / f"{prefix}tokenizer_config.json", folder / f"{prefix}special_tokens_map.json"]
+        contents = [
             json.dumps(config, indent=2, ensure_ascii=False) + "\n",
-            json.dumps(special, indent=2, ensure_ascii=False) + "\n",
-            tokenizer_json,
-        )
+            json.dumps(special_map, indent=2, ensure_ascii=False) + "\n",
+        ]
+        if isinstance(template, str):
+            # transformers 5 reads the template from this file first, so a stale one must not stay behind
+            paths.append(folder / f"{prefix}chat_template.jinja")
+            contents.append(template)
+        paths.append(folder / f"{prefix}tokenizer.json")
+        contents.append(tokenizer_json)
         for path, text in zip(paths, contents):
             temporary = path.with_name(path.name + ".tmp")
             temporary.write_text(text, encoding="utf-8")
