@@ -634,7 +634,7 @@ mod tests {
         #[test]
         fn plans_cover_every_row_once_within_limits(
             lengths in proptest::collection::vec(1usize..300, 0..400),
-            budget in 300usize..5000,
+            budget in 304usize..5000, // the longest row, 299, pads to 304 (multiple of 8)
             size in 1usize..64,
             bucket: bool,
             shuffle_rows: bool,
