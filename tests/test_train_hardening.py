@@ -441,3 +441,9 @@ def test_progress_bar_is_drawn_once_at_the_end(tmp_path, capsys):
     assert err.count("3/3") == 1, err
     assert "eval step 3: eval_loss=0.2500" in err
     assert [r["step"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 3]
+    # A run stopped early (stop_after_steps) draws its last state once too.
+    log = RunLog(tmp_path / "stopped", "bar", True, total_steps=5)
+    for step in (1, 2):
+        log.write({"type": "train", "step": step, "loss": 0.5, "tokens_per_s": 100.0}, last=step == 2)
+    log.close()
+    assert capsys.readouterr().err.count("2/5") == 1

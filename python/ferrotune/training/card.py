@@ -69,7 +69,8 @@ def _usage(config: TrainConfig, data: Any, base: str, folder_name: str) -> list[
         head = f", num_labels={1 if config.kind == REGRESSION else len(data.label_names or [])}"
     lines = ["```python"]
     if config.kind != CAUSAL_LM:
-        lines += ["import ferrotune", "", f'ferrotune.predict("{folder_name}", ["a text to classify"])', ""]
+        pair = ', ["its second text"]' if "text_pair" in data.train.column_names else ""
+        lines += ["import ferrotune", "", f'ferrotune.predict("{folder_name}", ["a text to classify"]{pair})', ""]
         lines += ["# or with transformers" + (" and PEFT" if config.use_lora else "")]
     lines += [f"from transformers import {auto}"]
     if config.use_lora:

@@ -406,18 +406,18 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                     step += 1
                     rng_at_step, loader_at_step = ckpt.capture_rng(), train_loader.state_dict()
                     elapsed = time.perf_counter() - step_start
+                    stopping = config.stop_after_steps is not None and step >= config.stop_after_steps
                     log.write({
                         "type": "train", "step": step,
                         "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4), "loss": loss_value,
                         "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
                         "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
                         "real_tokens": int(real_tokens), "seconds": elapsed,
-                    })  # fmt: skip
+                    }, last=stopping)  # fmt: skip
 
                 end_of_epoch = step == epoch_ends[epoch]
                 if eval_due(step):
                     evaluate_now(epoch + (step - epoch_start) / epoch_steps[epoch])
-                stopping = config.stop_after_steps is not None and step >= config.stop_after_steps
                 if end_of_epoch or stopping or (config.save_every and step % config.save_every == 0):
                     last_checkpoint = checkpoint_now(rng_at_step, loader_at_step)
                 if stopping and step < total_steps:
@@ -427,8 +427,12 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 break
     except KeyboardInterrupt:
         status = "interrupted"
-        if world == 1:  # with several processes the others may already be gone: no collective save possible
-            last_checkpoint = checkpoint_now(rng_at_step, loader_at_step)
+        already = ckpt.checkpoint_dir(output_dir, step)
+        # This step's checkpoint may exist already: rewriting it would only put it at risk (a second Ctrl-C).
+        saved = last_checkpoint == already and (already / ckpt.COMPLETE).is_file()
+        if not saved and world == 1:  # with several processes the others may be gone: no collective save possible
+            last_checkpoint, saved = checkpoint_now(rng_at_step, loader_at_step), True
+        if saved:
             log.message(f"interrupted at step {step}: checkpoint {last_checkpoint}; continue with --resume latest")
     train_seconds = time.perf_counter() - start_time
 

@@ -45,7 +45,8 @@ class RunLog:
 
             self.bar = tqdm(total=total_steps, initial=resume_step, unit="step", dynamic_ncols=True)
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any], last: bool = False) -> None:
+        """Records one step or evaluation; ``last``: the run stops after this step (the bar is closed)."""
         if not self.enabled:
             return
         record = {key: _clean(value) for key, value in record.items()}
@@ -56,9 +57,9 @@ class RunLog:
             print(line, flush=True)
         elif self.bar is not None and record["type"] == "train":
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
-            if self.bar.total is not None and self.bar.n + 1 >= self.bar.total:
+            if last or (self.bar.total is not None and self.bar.n + 1 >= self.bar.total):
                 # The last step: close() draws the full bar, once (update() would draw it first, then close again).
-                self.bar.n = self.bar.total
+                self.bar.n += 1
                 self.close()
             else:
                 self.bar.update(1)
