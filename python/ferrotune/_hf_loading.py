@@ -546,6 +546,11 @@ def _same_token(a: Any, b: Any) -> bool:
 # The backend pipeline
 
 
+def _token_key(token: Mapping[str, Any]) -> tuple[Any, ...]:
+    """AddedToken equality in tokenizers: every field."""
+    return tuple(token[key] for key in ("content", "single_word", "lstrip", "rstrip", "normalized", "special"))
+
+
 class _AddedVocabulary:
     """tokenizers' AddedVocabulary.add_tokens, on the JSON representation (id -> token dict)."""
 
@@ -569,7 +574,7 @@ class _AddedVocabulary:
         return self.vocab.get(content)
 
     def add(self, tokens: list[dict[str, Any]]) -> None:
-        existing = [dict(token) for token in self.by_id.values()]
+        existing = {_token_key(token) for token in self.by_id.values()}
         size = len(self.vocab)
         if self.by_id:
             highest = max(self.by_id)
@@ -577,7 +582,7 @@ class _AddedVocabulary:
         else:
             next_id = size
         for token in tokens:
-            if not token["content"] or token in existing:
+            if not token["content"] or _token_key(token) in existing:
                 continue
             new_id = self.token_to_id(token["content"])
             if new_id is None:
@@ -585,7 +590,7 @@ class _AddedVocabulary:
                 next_id += 1
             self.by_content[token["content"]] = new_id
             self.by_id[new_id] = dict(token)
-            existing.append(dict(token))
+            existing.add(_token_key(token))
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"id": index, **self.by_id[index]} for index in sorted(self.by_id)]
