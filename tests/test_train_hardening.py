@@ -429,6 +429,30 @@ def test_path_and_column_errors_come_before_the_slow_imports(tmp_path):
     assert "missing.jsonl does not exist" in errors and "'body'" in errors and "nowhere" in errors
 
 
+def test_wrong_column_is_found_from_the_schema_alone(tmp_path, monkeypatch):
+    """Parquet schemas and CSV/TSV header lines name the columns: a wrong one fails before any row is read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ferrotune.errors import ColumnNotFoundError
+    from ferrotune.training import data as data_module
+    from ferrotune.training.config import TrainConfig
+
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), tmp_path / "train.parquet")
+    write_lines(tmp_path / "dev.csv", ["sentence,label", "c,0"])
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("the rows were read before the columns were checked")
+
+    monkeypatch.setattr(data_module, "read_source", no_full_read)
+    wrong_text = TrainConfig(task="classification", train=str(tmp_path / "train.parquet"), text_column="body")
+    with pytest.raises(ColumnNotFoundError, match=r"'body' is not in .*train\.parquet; its columns are \['text'"):
+        data_module.load_task_data(wrong_text.validate())
+    train, dev = str(tmp_path / "train.parquet"), str(tmp_path / "dev.csv")
+    wrong_eval = TrainConfig(task="classification", train=train, eval=dev)
+    with pytest.raises(ColumnNotFoundError, match=r"text column 'text' is not in .*dev\.csv"):
+        data_module.load_task_data(wrong_eval.validate())
+
+
 def test_progress_bar_is_drawn_once_at_the_end(tmp_path, capsys):
     from ferrotune.training.report import RunLog
 

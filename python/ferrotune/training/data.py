@@ -272,8 +272,54 @@ def _examples(table: Any, config: TrainConfig, source: Source, label_names: list
     return pa.table(columns), label_names
 
 
+def _header_columns(file: Path, kind: str, column_names: tuple[str, ...] | None) -> list[str] | None:
+    """A file's column names from its schema or header line, without reading its rows (None: not known cheaply,
+    as for JSONL, whose later lines may add keys)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if kind == "parquet":
+            return list(pq.read_schema(file).names)
+        if kind == "arrow":
+            with pa.memory_map(str(file)) as source:
+                return list(pa.ipc.open_file(source).schema.names)
+        if kind in ("csv", "tsv"):
+            if column_names:
+                return list(column_names)
+            import gzip
+
+            opener = gzip.open if file.suffix == ".gz" else open
+            with opener(file, "rt", encoding="utf-8-sig", errors="replace") as handle:
+                header = handle.readline().rstrip("\r\n")
+            return header.split("\t" if kind == "tsv" else ",")
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return None  # the full read reports it
+    return None
+
+
+def check_columns(config: TrainConfig) -> None:
+    """The configured columns must be in every data file: checked from the schemas and header lines alone, so that a
+    wrong column name fails at once, before any large file is read."""
+    preset = GLUE_TASKS.get(config.task)
+    train_path, eval_path, column_names = _resolve_sources(config)
+    wanted = {"text": config.text_column or (preset.text_column if preset else "text")}
+    pair = config.text_pair_column or (preset.text_pair_column if preset else None)
+    if pair:
+        wanted["text pair"] = pair
+    if config.kind != CAUSAL_LM:
+        wanted["label"] = config.label_column or (preset.label_column if preset else "label")
+    for path in filter(None, (train_path, eval_path)):
+        for file in _data_files(path):
+            columns = _header_columns(file, _format_of(file, config.format), column_names)
+            for role, name in wanted.items():
+                if columns is not None and name not in columns:
+                    raise ColumnNotFoundError(f"{role} column {name!r} is not in {file}; its columns are {columns}")
+
+
 def load_task_data(config: TrainConfig) -> TaskData:
     """Reads and checks the training and evaluation data of ``config`` (raises a DataError subclass)."""
+    check_columns(config)
     preset = GLUE_TASKS.get(config.task)
     train_path, eval_path, column_names = _resolve_sources(config)
     label_names = config.label_names or (list(preset.label_names) if preset and preset.label_names else None)
