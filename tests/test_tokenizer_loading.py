@@ -44,6 +44,7 @@ EDGE_CASES = [
     "   ",
     "\u2581already\u2581metaspace",
     "a  b   c    d",
+    "def f(<FILL_ME>):\u2581<PRE> x \u2581<SUF>y\u2581<MID> <pre> z",
 ]
 
 
@@ -149,6 +150,14 @@ VARIANTS = {
     # Mistral-style folder: LlamaTokenizer named, model_type mistral -> transformers keeps tokenizer.json as is
     "mistral-style": ("open_llama_3b_zh_en", lambda: _llama_config(), {"model_type": "mistral"}),
     "llama-no-config": ("open_llama_3b_zh_en", lambda: None, {"model_type": "llama"}),
+    "code-llama": ("open_llama_3b_zh_en", lambda: _llama_config(tokenizer_class="CodeLlamaTokenizer"), None),
+    "code-llama-options": (
+        "open_llama_3b_zh_en",
+        lambda: _llama_config(
+            tokenizer_class="CodeLlamaTokenizer", add_prefix_space=False, prefix_token="<pre>", eot_token="</s>"
+        ),
+        None,
+    ),
     "gemma-on-llama-vocab": ("open_llama_3b_zh_en", lambda: {"tokenizer_class": "GemmaTokenizer"}, None),
     # byte-level BPE families
     "gpt2-prefix-space": ("gpt2", lambda: {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True}, None),
@@ -332,7 +341,7 @@ def test_from_transformers_agrees_with_from_pretrained():
     assert ft(singles)["input_ids"] == wrapped(singles)["input_ids"]
 
 
-@pytest.mark.parametrize("class_name", ["CodeLlamaTokenizer", "CLIPTokenizer", "WhisperTokenizer"])
+@pytest.mark.parametrize("class_name", ["CLIPTokenizer", "WhisperTokenizer", "LukeTokenizer"])
 def test_classes_not_reproduced_warn(tmp_path, class_name):
     """A class whose rebuild ferrotune does not reproduce yet is loaded from tokenizer.json as is, with a warning
     that names the class and the exact alternative (from_transformers)."""

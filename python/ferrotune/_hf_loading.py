@@ -170,8 +170,21 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "input_names": _NO_TYPE_IDS,
     },
+    "CodeLlamaTokenizer": {
+        "tokens": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+        "input_names": _NO_TYPE_IDS,
+        "padding_side": "left",
+    },
     BACKEND: {"tokens": {}, "input_names": _NO_TYPE_IDS},
 }
+# CodeLlamaTokenizer's fill-in-the-middle tokens (keyword defaults of its __init__, in that order)
+_CODE_LLAMA_FIM = (
+    ("prefix_token", "\u2581<PRE>"),
+    ("middle_token", "\u2581<MID>"),
+    ("suffix_token", "\u2581<SUF>"),
+    ("eot_token", "\u2581<EOT>"),
+    ("fill_token", "<FILL_ME>"),
+)
 _CLASS_DEFAULTS["Qwen2TokenizerFast"] = _CLASS_DEFAULTS["Qwen2Tokenizer"]
 
 
@@ -678,6 +691,29 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
         if add_prefix_space:
             decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
         data["decoder"] = {"type": "Sequence", "decoders": decoders}
+    elif class_name == "CodeLlamaTokenizer":
+        add_prefix_space = kwargs.get("add_prefix_space")
+        add_prefix_space = True if add_prefix_space is None else add_prefix_space
+        unk = kwargs.get("unk_token")
+        data["model"] = _bpe(
+            model, fuse_unk=True, byte_fallback=True, unk_token=str(None if unk is None else unk.content)
+        )
+        data["normalizer"] = None
+        data["pre_tokenizer"] = {
+            "type": "Metaspace",
+            "replacement": SPIECE_UNDERLINE,
+            "prepend_scheme": "first" if add_prefix_space else "never",
+            "split": False,
+        }
+        data["decoder"] = {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": SPIECE_UNDERLINE}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        }
     elif class_name == "GemmaTokenizer":
         unk = kwargs.get("unk_token", "<unk>")
         data["model"] = _bpe(model, fuse_unk=True, byte_fallback=True, unk_token=None if unk is None else unk.content)
@@ -879,6 +915,17 @@ def _post_super(class_name: str, data: dict[str, Any], kwargs: dict[str, Any], v
         )
     elif class_name == "GPTNeoXTokenizer":
         data["post_processor"] = _EMPTY_TEMPLATE
+    elif class_name == "CodeLlamaTokenizer":
+        # it passes add_bos_token=True to TokenizersBackend, which then writes its own bos template
+        bos = kwargs.get("bos_token")
+        if bos is None:
+            data["post_processor"] = _EMPTY_TEMPLATE
+        else:
+            data["post_processor"] = _template(
+                [("special", bos.content, 0), ("seq", "A", 0)],
+                [("special", bos.content, 0), ("seq", "A", 0), ("special", bos.content, 1), ("seq", "B", 1)],
+                {bos.content: token_id("bos_token")},
+            )
     elif class_name == "XLMRobertaTokenizer":
         bos = str(kwargs["bos_token"].content if kwargs.get("bos_token") else None)
         eos = str(kwargs["eos_token"].content if kwargs.get("eos_token") else None)
@@ -1019,6 +1066,13 @@ def build(
     if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
         # PreTrainedTokenizerBase.__init__ (special_tokens_map.json's additional_special_tokens arrive here)
         kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
+    if class_name == "CodeLlamaTokenizer":
+        # CodeLlamaTokenizer.__init__ passes its FIM tokens as named tokens and as additional special tokens
+        explicit = kwargs.get("model_specific_special_tokens") or {}
+        named = {name: default for name, default in _CODE_LLAMA_FIM}
+        kwargs["model_specific_special_tokens"] = {**named, **explicit}
+        if "extra_special_tokens" not in kwargs:
+            kwargs["extra_special_tokens"] = [default for _, default in _CODE_LLAMA_FIM]
     padding = data.get("padding") if isinstance(data.get("padding"), Mapping) else None
     if padding is not None and "pad_token" not in kwargs and padding.get("pad_token") is not None:
         kwargs["pad_token"] = _Token(str(padding["pad_token"]))
