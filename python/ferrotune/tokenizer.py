@@ -660,8 +660,6 @@ class Tokenizer:
                 specs.append((key, value, pad_values[key]))
         if with_attention and "attention_mask" not in encoded_inputs:
             specs.append(("attention_mask", None, 0))
-        if padding_strategy == "longest" and single:
-            padding_strategy = "do_not_pad"  # one example is already as long as the longest
         padded = self._core.pad(
             specs,
             padding=padding_strategy,
