@@ -44,6 +44,7 @@ from .modeling import (
     load_tokenizer,
     model_display_name,
     parameter_counts,
+    quiet_transformers,
 )
 from .report import METRICS_FILE, RunLog, plot_metrics, read_metrics
 from .tasks import CAUSAL_LM, CLASSIFICATION, REGRESSION
@@ -196,7 +197,8 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
     if not accelerator.is_main_process:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
+    with quiet_transformers():  # no "Writing model shards" bar after the run's own
+        accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
     for name in TOKENIZER_FILES:
         if (model_path / name).is_file():
             shutil.copyfile(model_path / name, folder / name)
