@@ -666,6 +666,26 @@ def _precompiled(normalizer: Any) -> dict[str, Any] | None:
     return None
 
 
+def _bert_wordpiece(data: dict[str, Any], model: dict[str, Any], kwargs: dict[str, Any], unk_token: str) -> None:
+    """The WordPiece pipeline BertTokenizer and MPNetTokenizer rebuild (normalizer options from the config)."""
+    data["model"] = {
+        "type": "WordPiece",
+        "unk_token": unk_token,
+        "continuing_subword_prefix": "##",
+        "max_input_chars_per_word": 100,
+        "vocab": model.get("vocab") or {},
+    }
+    data["normalizer"] = {
+        "type": "BertNormalizer",
+        "clean_text": True,
+        "handle_chinese_chars": kwargs.get("tokenize_chinese_chars", True),
+        "strip_accents": kwargs.get("strip_accents"),
+        "lowercase": kwargs.get("do_lower_case", True),
+    }
+    data["pre_tokenizer"] = {"type": "BertPreTokenizer"}
+    data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+
+
 def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, Any]) -> None:
     """The normalizer / pre-tokenizer / model / decoder a class's __init__ builds (models/*/tokenization_*.py)."""
     model = data.get("model") or {}
@@ -768,22 +788,7 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
         data["decoder"] = dict(metaspace)
     elif class_name in ("BertTokenizer", "DistilBertTokenizer"):
         unk = kwargs.get("unk_token")
-        data["model"] = {
-            "type": "WordPiece",
-            "unk_token": "[UNK]" if unk is None else unk.content,
-            "continuing_subword_prefix": "##",
-            "max_input_chars_per_word": 100,
-            "vocab": model.get("vocab") or {},
-        }
-        data["normalizer"] = {
-            "type": "BertNormalizer",
-            "clean_text": True,
-            "handle_chinese_chars": kwargs.get("tokenize_chinese_chars", True),
-            "strip_accents": kwargs.get("strip_accents"),
-            "lowercase": kwargs.get("do_lower_case", True),
-        }
-        data["pre_tokenizer"] = {"type": "BertPreTokenizer"}
-        data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+        _bert_wordpiece(data, model, kwargs, "[UNK]" if unk is None else unk.content)
     elif class_name == "XLMRobertaTokenizer":
         prepend = "always" if kwargs.get("add_prefix_space", True) else "never"
         metaspace = {"type": "Metaspace", "replacement": SPIECE_UNDERLINE, "prepend_scheme": prepend, "split": True}
@@ -845,22 +850,7 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
         data["decoder"] = dict(metaspace)
     elif class_name == "MPNetTokenizer":
         unk = kwargs.get("unk_token")
-        data["model"] = {
-            "type": "WordPiece",
-            "unk_token": str(None if unk is None else unk.content),
-            "continuing_subword_prefix": "##",
-            "max_input_chars_per_word": 100,
-            "vocab": model.get("vocab") or {},
-        }
-        data["normalizer"] = {
-            "type": "BertNormalizer",
-            "clean_text": True,
-            "handle_chinese_chars": kwargs.get("tokenize_chinese_chars", True),
-            "strip_accents": kwargs.get("strip_accents"),
-            "lowercase": kwargs.get("do_lower_case", True),
-        }
-        data["pre_tokenizer"] = {"type": "BertPreTokenizer"}
-        data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+        _bert_wordpiece(data, model, kwargs, str(None if unk is None else unk.content))
         # MPNetTokenizer.__init__ turns string tokens into AddedTokens (the mask token strips on its left)
         for name in SPECIAL_TOKEN_ATTRIBUTES:
             token = kwargs.get(name)
