@@ -83,16 +83,9 @@ def collate_examples(
     padding_side: str,
     independent: list[tuple[str, int, str, int | None]] = ...,
 ) -> _Collated: ...
-def collate_arrow(
-    batch: Any,
-    pad_values: list[tuple[str, int]],
-    create_attention_mask: bool,
-    padding: str,
-    max_length: int | None,
-    pad_to_multiple_of: int | None,
-    padding_side: str,
-    independent: list[tuple[str, int, str, int | None]] = ...,
-) -> _Collated: ...
+def _panic_in_next_call(on: bool = True) -> None:
+    """Test hook: the next guarded core call panics (it must come back as InternalError)."""
+
 def mask_tokens(
     input_ids: npt.NDArray[np.int64],
     special_tokens_mask: npt.NDArray[np.int64] | None,
@@ -125,8 +118,6 @@ class TokenRows:
     @staticmethod
     def from_arrow(ids: Any, type_ids: Any | None = None, *, column: str = "input_ids") -> TokenRows: ...
     def __len__(self) -> int: ...
-    @property
-    def has_token_type_ids(self) -> bool: ...
     def lengths(self) -> npt.NDArray[np.int64]: ...
     def ragged(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]: ...
     def plan(

@@ -76,10 +76,6 @@ impl Ragged {
     pub fn row_len(&self, i: usize) -> usize {
         self.starts[i + 1] - self.starts[i]
     }
-
-    pub fn max_row_len(&self) -> usize {
-        (0..self.rows()).map(|i| self.row_len(i)).max().unwrap_or(0)
-    }
 }
 
 /// Rounds `length` up to a multiple of `multiple` (no-op for `None` or 0), as transformers does.

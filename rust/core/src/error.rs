@@ -33,9 +33,26 @@ pub enum FerrotuneError {
 
 pub type Result<T> = std::result::Result<T, FerrotuneError>;
 
+/// Set by [`set_panic_in_next_catch`]: the next [`catch_panics`] panics inside its guard.
+static PANIC_IN_NEXT_CATCH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Test hook: makes the next call of [`catch_panics`] panic inside the guard (`false` disarms it), so that a test can
+/// show that an entry point runs its work under the guard (a panic there must come back as
+/// [`FerrotuneError::Internal`], never abort the process).
+pub fn set_panic_in_next_catch(on: bool) {
+    PANIC_IN_NEXT_CATCH.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Runs `f`, turning a panic into [`FerrotuneError::Internal`] so that none crosses into Python.
 pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    let guarded = || {
+        if PANIC_IN_NEXT_CATCH.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("panic forced by the test hook set_panic_in_next_catch");
+        }
+        f()
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(guarded)) {
         Ok(result) => result,
         Err(payload) => {
             let message = if let Some(s) = payload.downcast_ref::<&str>() {

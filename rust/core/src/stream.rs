@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::buffers::{round_up, Side};
 use crate::error::{FerrotuneError, Result};
-use crate::mlm::{SplitMix64, IGNORE_INDEX};
+use crate::mlm::SplitMix64;
 
 /// Tokenized examples of one window: row `i` is `ids[starts[i]..starts[i + 1]]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -354,9 +354,6 @@ pub fn collate_packed(
     }
     Ok(batch)
 }
-
-/// Labels of positions a packed batch's loss ignores by default.
-pub const DEFAULT_SEPARATOR_ID: i64 = IGNORE_INDEX;
 
 /// Where the rows of a line-based file (JSONL, CSV/TSV) start, every `rows_per_unit` rows, so
 /// the file can be read and sharded in byte ranges without parsing it.

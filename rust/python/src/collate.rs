@@ -14,7 +14,7 @@ use ferrotune_core::mlm::{mask_tokens as core_mask_tokens, MaskingConfig};
 use ferrotune_core::pad::{
     check_same_lengths, pad_rows, target_length, OnesLike, PadTarget, PaddedColumn, RowSource,
 };
-use ferrotune_core::{catch_panics, Ragged, Side};
+use ferrotune_core::{Ragged, Side};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2,
@@ -28,8 +28,8 @@ use pyo3::types::{
 
 use crate::arrow_ffi::{read_ints, ArrowArray, ArrowSchema, ColumnView};
 use crate::{
-    core_result, extract_row, parse_pad_target, parse_side, raise, run_detached, sequence_items,
-    type_error, type_name,
+    core_result, extract_row, guarded, parse_pad_target, parse_side, raise, run_attached,
+    run_detached, sequence_items, type_error, type_name,
 };
 
 /// Below this many output values padding stays on the calling thread with the GIL held: releasing
@@ -268,7 +268,7 @@ impl CollatePlan {
             if total >= DETACH_MIN_VALUES {
                 run_detached(py, work)?;
             } else {
-                core_result(py, catch_panics(work))?;
+                run_attached(py, work)?;
             }
         }
         padded.extend(
@@ -352,47 +352,49 @@ impl CollatePlan {
         padding_side: &str,
         independent: Vec<(String, i64, String, Option<usize>)>,
     ) -> PyResult<Self> {
-        if pad_values.is_empty() {
-            return Err(raise(
-                py,
-                "InvalidArgumentError",
-                "pad_values must name at least the model's main input".into(),
-            ));
-        }
-        let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
-        let side = parse_side(py, padding_side, "padding_side")?;
-        let independent = independent
-            .into_iter()
-            .map(|(name, pad_value, mode, length)| {
-                let length = match (mode.as_str(), length) {
-                    ("main", _) => LabelLength::Main,
-                    ("longest", _) => LabelLength::Longest,
-                    ("max_length", Some(n)) => LabelLength::Fixed(n),
-                    ("do_not_pad", _) => LabelLength::Unpadded,
-                    (other, _) => {
-                        return Err(raise(
-                            py,
-                            "InvalidArgumentError",
-                            format!("unknown padding mode {other:?} for '{name}'"),
-                        ))
-                    }
-                };
-                Ok(Independent {
-                    name,
-                    pad_value,
-                    length,
+        guarded(py, || {
+            if pad_values.is_empty() {
+                return Err(raise(
+                    py,
+                    "InvalidArgumentError",
+                    "pad_values must name at least the model's main input".into(),
+                ));
+            }
+            let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
+            let side = parse_side(py, padding_side, "padding_side")?;
+            let independent = independent
+                .into_iter()
+                .map(|(name, pad_value, mode, length)| {
+                    let length = match (mode.as_str(), length) {
+                        ("main", _) => LabelLength::Main,
+                        ("longest", _) => LabelLength::Longest,
+                        ("max_length", Some(n)) => LabelLength::Fixed(n),
+                        ("do_not_pad", _) => LabelLength::Unpadded,
+                        (other, _) => {
+                            return Err(raise(
+                                py,
+                                "InvalidArgumentError",
+                                format!("unknown padding mode {other:?} for '{name}'"),
+                            ))
+                        }
+                    };
+                    Ok(Independent {
+                        name,
+                        pad_value,
+                        length,
+                    })
                 })
+                .collect::<PyResult<_>>()?;
+            Ok(CollatePlan {
+                pad_values,
+                create_attention_mask,
+                target,
+                multiple,
+                pad_to_multiple_of,
+                side,
+                independent,
+                schema_cache: Mutex::new(None),
             })
-            .collect::<PyResult<_>>()?;
-        Ok(CollatePlan {
-            pad_values,
-            create_attention_mask,
-            target,
-            multiple,
-            pad_to_multiple_of,
-            side,
-            independent,
-            schema_cache: Mutex::new(None),
         })
     }
 
@@ -403,7 +405,9 @@ impl CollatePlan {
         py: Python<'py>,
         features: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<CollatedTuple<'py>>> {
-        Self::tuples(py, self.finish(py, self.gather_examples(py, features)?)?)
+        guarded(py, || {
+            Self::tuples(py, self.finish(py, self.gather_examples(py, features)?)?)
+        })
     }
 
     /// Collates an Arrow record batch into `(name, kind, data, starts)` per column.
@@ -412,9 +416,11 @@ impl CollatePlan {
         py: Python<'py>,
         batch: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<CollatedTuple<'py>>> {
-        let export = ArrowExport::new(batch, &self.schema_cache)?;
-        let gathered = self.gather_arrow(py, &export)?;
-        Self::tuples(py, self.finish(py, gathered)?)
+        guarded(py, || {
+            let export = ArrowExport::new(batch, &self.schema_cache)?;
+            let gathered = self.gather_arrow(py, &export)?;
+            Self::tuples(py, self.finish(py, gathered)?)
+        })
     }
 
     /// Like `examples`, as `({name: value}, pending)` (see `dict`).
@@ -425,11 +431,13 @@ impl CollatePlan {
         features: &Bound<'py, PyAny>,
         convert: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>)> {
-        Self::dict(
-            py,
-            self.finish(py, self.gather_examples(py, features)?)?,
-            convert,
-        )
+        guarded(py, || {
+            Self::dict(
+                py,
+                self.finish(py, self.gather_examples(py, features)?)?,
+                convert,
+            )
+        })
     }
 
     /// Like `arrow`, as `({name: value}, pending)` (see `dict`).
@@ -440,9 +448,11 @@ impl CollatePlan {
         batch: &Bound<'py, PyAny>,
         convert: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>)> {
-        let export = ArrowExport::new(batch, &self.schema_cache)?;
-        let gathered = self.gather_arrow(py, &export)?;
-        Self::dict(py, self.finish(py, gathered)?, convert)
+        guarded(py, || {
+            let export = ArrowExport::new(batch, &self.schema_cache)?;
+            let gathered = self.gather_arrow(py, &export)?;
+            Self::dict(py, self.finish(py, gathered)?, convert)
+        })
     }
 }
 
@@ -655,17 +665,19 @@ pub fn collate_examples<'py>(
     padding_side: &str,
     independent: Vec<(String, i64, String, Option<usize>)>,
 ) -> PyResult<Vec<CollatedTuple<'py>>> {
-    CollatePlan::new(
-        py,
-        pad_values,
-        create_attention_mask,
-        padding,
-        max_length,
-        pad_to_multiple_of,
-        padding_side,
-        independent,
-    )?
-    .examples(py, features)
+    guarded(py, || {
+        CollatePlan::new(
+            py,
+            pad_values,
+            create_attention_mask,
+            padding,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+            independent,
+        )?
+        .examples(py, features)
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1076,35 +1088,6 @@ impl CollatePlan {
     }
 }
 
-/// Collates an Arrow record batch (anything exporting `__arrow_c_array__` as a struct: a
-/// `pyarrow.RecordBatch`, a `StructArray`) whose token columns are `list<int>` / `large_list<int>`.
-#[pyfunction]
-#[pyo3(signature = (batch, pad_values, create_attention_mask, padding, max_length, pad_to_multiple_of, padding_side, independent=Vec::new()))]
-#[allow(clippy::too_many_arguments)]
-pub fn collate_arrow<'py>(
-    py: Python<'py>,
-    batch: &Bound<'py, PyAny>,
-    pad_values: Vec<(String, i64)>,
-    create_attention_mask: bool,
-    padding: &str,
-    max_length: Option<usize>,
-    pad_to_multiple_of: Option<usize>,
-    padding_side: &str,
-    independent: Vec<(String, i64, String, Option<usize>)>,
-) -> PyResult<Vec<CollatedTuple<'py>>> {
-    CollatePlan::new(
-        py,
-        pad_values,
-        create_attention_mask,
-        padding,
-        max_length,
-        pad_to_multiple_of,
-        padding_side,
-        independent,
-    )?
-    .arrow(py, batch)
-}
-
 /// Masks a padded batch for MLM in place; returns the labels.
 #[pyfunction]
 #[pyo3(signature = (input_ids, special_tokens_mask, special_ids, mlm_probability, mask_replace_prob, random_replace_prob, mask_token_id, vocab_size, seed))]
@@ -1121,50 +1104,52 @@ pub fn mask_tokens<'py>(
     vocab_size: u64,
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray2<i64>>> {
-    let shape = [input_ids.shape()[0], input_ids.shape()[1]];
-    let config = MaskingConfig {
-        mlm_probability,
-        mask_replace_prob,
-        random_replace_prob,
-        mask_token_id,
-        vocab_size,
-    };
-    let special = match &special_tokens_mask {
-        Some(mask) => {
-            if mask.shape() != input_ids.shape() {
-                return Err(raise(
-                    py,
-                    "InvalidInputError",
-                    format!(
-                        "special_tokens_mask has shape {:?} but input_ids has {:?}",
-                        mask.shape(),
-                        input_ids.shape()
-                    ),
-                ));
-            }
-            Some(
-                mask.as_slice()
-                    .map_err(|_| type_error(py, "special_tokens_mask must be contiguous".into()))?,
-            )
-        }
-        None => None,
-    };
-    let ids = input_ids
-        .as_slice_mut()
-        .map_err(|_| type_error(py, "input_ids must be a contiguous array".into()))?;
-    let labels = {
-        let originals: Vec<i64> = if special.is_none() {
-            ids.to_vec()
-        } else {
-            Vec::new()
+    guarded(py, || {
+        let shape = [input_ids.shape()[0], input_ids.shape()[1]];
+        let config = MaskingConfig {
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            mask_token_id,
+            vocab_size,
         };
-        let maskable = |i: usize| match special {
-            Some(mask) => mask[i] == 0,
-            None => !special_ids.contains(&originals[i]),
+        let special =
+            match &special_tokens_mask {
+                Some(mask) => {
+                    if mask.shape() != input_ids.shape() {
+                        return Err(raise(
+                            py,
+                            "InvalidInputError",
+                            format!(
+                                "special_tokens_mask has shape {:?} but input_ids has {:?}",
+                                mask.shape(),
+                                input_ids.shape()
+                            ),
+                        ));
+                    }
+                    Some(mask.as_slice().map_err(|_| {
+                        type_error(py, "special_tokens_mask must be contiguous".into())
+                    })?)
+                }
+                None => None,
+            };
+        let ids = input_ids
+            .as_slice_mut()
+            .map_err(|_| type_error(py, "input_ids must be a contiguous array".into()))?;
+        let labels = {
+            let originals: Vec<i64> = if special.is_none() {
+                ids.to_vec()
+            } else {
+                Vec::new()
+            };
+            let maskable = |i: usize| match special {
+                Some(mask) => mask[i] == 0,
+                None => !special_ids.contains(&originals[i]),
+            };
+            run_attached(py, || core_mask_tokens(ids, maskable, &config, seed))?
         };
-        core_result(py, core_mask_tokens(ids, maskable, &config, seed))?
-    };
-    let matrix = Array2::from_shape_vec((shape[0], shape[1]), labels)
-        .map_err(|err| raise(py, "InternalError", err.to_string()))?;
-    Ok(PyArray2::from_owned_array(py, matrix))
+        let matrix = Array2::from_shape_vec((shape[0], shape[1]), labels)
+            .map_err(|err| raise(py, "InternalError", err.to_string()))?;
+        Ok(PyArray2::from_owned_array(py, matrix))
+    })
 }

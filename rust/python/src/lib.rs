@@ -21,7 +21,6 @@ use numpy::{
     IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
@@ -67,6 +66,42 @@ fn run_detached<T: Send>(
 ) -> PyResult<T> {
     py.detach(|| catch_panics(work))
         .map_err(|err| to_py_err(py, err))
+}
+
+/// Runs an entry point's body: a panic anywhere in it (argument conversion, Arrow reading, core
+/// work) comes back as `ferrotune.errors.InternalError`, never as a crash or PyO3's PanicException.
+fn guarded<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    let mut failed: Option<PyErr> = None;
+    let outcome = catch_panics(|| match body() {
+        Ok(value) => Ok(Some(value)),
+        Err(err) => {
+            failed = Some(err);
+            Ok(None)
+        }
+    });
+    match outcome {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(failed
+            .take()
+            .unwrap_or_else(|| raise(py, "InternalError", "an error was lost".into()))),
+        Err(err) => Err(to_py_err(py, err)),
+    }
+}
+
+/// Runs core work attached to the interpreter (small work, where releasing the GIL costs more than
+/// the work), panics caught as in [`run_detached`].
+fn run_attached<T>(
+    py: Python<'_>,
+    work: impl FnOnce() -> ferrotune_core::Result<T>,
+) -> PyResult<T> {
+    catch_panics(work).map_err(|err| to_py_err(py, err))
+}
+
+/// Test hook (see `ferrotune_core::error::set_panic_in_next_catch`): the next guarded call panics.
+#[pyfunction]
+#[pyo3(signature = (on=true))]
+fn _panic_in_next_call(on: bool) {
+    ferrotune_core::error::set_panic_in_next_catch(on);
 }
 
 fn core_result<T>(py: Python<'_>, result: ferrotune_core::Result<T>) -> PyResult<T> {
@@ -242,10 +277,12 @@ impl PyTokenizer {
     #[staticmethod]
     #[pyo3(signature = (path, engine="auto"))]
     fn from_file(py: Python<'_>, path: std::path::PathBuf, engine: &str) -> PyResult<Self> {
-        let choice = core_result(py, EngineChoice::parse(engine))?;
-        let engine = run_detached(py, || Engine::from_file_with(&path, choice))?;
-        Ok(PyTokenizer {
-            engine: Arc::new(engine),
+        guarded(py, || {
+            let choice = core_result(py, EngineChoice::parse(engine))?;
+            let engine = run_detached(py, || Engine::from_file_with(&path, choice))?;
+            Ok(PyTokenizer {
+                engine: Arc::new(engine),
+            })
         })
     }
 
@@ -253,10 +290,12 @@ impl PyTokenizer {
     #[staticmethod]
     #[pyo3(signature = (json, engine="auto"))]
     fn from_str(py: Python<'_>, json: String, engine: &str) -> PyResult<Self> {
-        let choice = core_result(py, EngineChoice::parse(engine))?;
-        let engine = run_detached(py, || Engine::from_json_with(&json, choice))?;
-        Ok(PyTokenizer {
-            engine: Arc::new(engine),
+        guarded(py, || {
+            let choice = core_result(py, EngineChoice::parse(engine))?;
+            let engine = run_detached(py, || Engine::from_json_with(&json, choice))?;
+            Ok(PyTokenizer {
+                engine: Arc::new(engine),
+            })
         })
     }
 
@@ -267,8 +306,10 @@ impl PyTokenizer {
 
     /// The tokenizer as `tokenizer.json` text.
     fn to_str(&self, py: Python<'_>) -> PyResult<String> {
-        let engine = Arc::clone(&self.engine);
-        run_detached(py, move || engine.to_json())
+        guarded(py, || {
+            let engine = Arc::clone(&self.engine);
+            run_detached(py, move || engine.to_json())
+        })
     }
 
     /// Encodes a batch; returns a dict of flat int64 arrays plus `_starts` (row boundaries) and
@@ -300,82 +341,84 @@ impl PyTokenizer {
         return_overflowing_tokens: bool,
         return_length: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let texts = extract_texts(py, texts, "text")?;
-        let pairs = pairs
-            .map(|p| extract_texts(py, p, "text_pair"))
-            .transpose()?;
-        let truncation = match truncation {
-            None => None,
-            Some((max_length, stride, strategy, side)) => Some(Truncation {
-                max_length,
-                stride,
-                strategy: core_result(py, TruncationStrategy::parse(&strategy))?,
-                side: parse_side(py, &side, "truncation_side")?,
-            }),
-        };
-        let padding = match (padding, padding_length) {
-            ("do_not_pad", _) => Padding::DoNotPad,
-            ("longest", _) => Padding::Longest,
-            ("max_length", Some(length)) => Padding::MaxLength(length),
-            ("max_length", None) => {
-                return Err(raise(
-                    py,
-                    "InvalidArgumentError",
-                    "padding='max_length' needs a length".into(),
-                ));
-            }
-            (other, _) => {
-                return Err(raise(
-                    py,
-                    "InvalidArgumentError",
-                    format!("unknown padding strategy {other:?}"),
-                ));
-            }
-        };
-        let request = EncodeRequest {
-            add_special_tokens,
-            truncation,
-            padding,
-            pad_to_multiple_of,
-            padding_side: parse_side(py, padding_side, "padding_side")?,
-            pad_id,
-            pad_type_id,
-            outputs: OutputSelection {
-                token_type_ids: return_token_type_ids,
-                attention_mask: return_attention_mask,
-                special_tokens_mask: return_special_tokens_mask,
-                offsets: return_offsets_mapping,
-                overflowing: return_overflowing_tokens,
-                length: return_length,
-            },
-        };
-        let engine = Arc::clone(&self.engine);
-        let batch = run_detached(py, move || {
-            engine.encode_batch(&texts, pairs.as_deref(), &request)
-        })?;
+        guarded(py, || {
+            let texts = extract_texts(py, texts, "text")?;
+            let pairs = pairs
+                .map(|p| extract_texts(py, p, "text_pair"))
+                .transpose()?;
+            let truncation = match truncation {
+                None => None,
+                Some((max_length, stride, strategy, side)) => Some(Truncation {
+                    max_length,
+                    stride,
+                    strategy: core_result(py, TruncationStrategy::parse(&strategy))?,
+                    side: parse_side(py, &side, "truncation_side")?,
+                }),
+            };
+            let padding = match (padding, padding_length) {
+                ("do_not_pad", _) => Padding::DoNotPad,
+                ("longest", _) => Padding::Longest,
+                ("max_length", Some(length)) => Padding::MaxLength(length),
+                ("max_length", None) => {
+                    return Err(raise(
+                        py,
+                        "InvalidArgumentError",
+                        "padding='max_length' needs a length".into(),
+                    ));
+                }
+                (other, _) => {
+                    return Err(raise(
+                        py,
+                        "InvalidArgumentError",
+                        format!("unknown padding strategy {other:?}"),
+                    ));
+                }
+            };
+            let request = EncodeRequest {
+                add_special_tokens,
+                truncation,
+                padding,
+                pad_to_multiple_of,
+                padding_side: parse_side(py, padding_side, "padding_side")?,
+                pad_id,
+                pad_type_id,
+                outputs: OutputSelection {
+                    token_type_ids: return_token_type_ids,
+                    attention_mask: return_attention_mask,
+                    special_tokens_mask: return_special_tokens_mask,
+                    offsets: return_offsets_mapping,
+                    overflowing: return_overflowing_tokens,
+                    length: return_length,
+                },
+            };
+            let engine = Arc::clone(&self.engine);
+            let batch = run_detached(py, move || {
+                engine.encode_batch(&texts, pairs.as_deref(), &request)
+            })?;
 
-        let out = PyDict::new(py);
-        let starts: Vec<i64> = batch.starts.iter().map(|&s| s as i64).collect();
-        out.set_item("input_ids", batch.input_ids.into_pyarray(py))?;
-        let optional = [
-            ("token_type_ids", batch.token_type_ids),
-            ("attention_mask", batch.attention_mask),
-            ("special_tokens_mask", batch.special_tokens_mask),
-            ("offset_mapping", batch.offsets),
-            ("length", batch.length),
-            (
-                "overflow_to_sample_mapping",
-                batch.overflow_to_sample_mapping,
-            ),
-        ];
-        for (key, values) in optional {
-            if let Some(values) = values {
-                out.set_item(key, values.into_pyarray(py))?;
+            let out = PyDict::new(py);
+            let starts: Vec<i64> = batch.starts.iter().map(|&s| s as i64).collect();
+            out.set_item("input_ids", batch.input_ids.into_pyarray(py))?;
+            let optional = [
+                ("token_type_ids", batch.token_type_ids),
+                ("attention_mask", batch.attention_mask),
+                ("special_tokens_mask", batch.special_tokens_mask),
+                ("offset_mapping", batch.offsets),
+                ("length", batch.length),
+                (
+                    "overflow_to_sample_mapping",
+                    batch.overflow_to_sample_mapping,
+                ),
+            ];
+            for (key, values) in optional {
+                if let Some(values) = values {
+                    out.set_item(key, values.into_pyarray(py))?;
+                }
             }
-        }
-        out.set_item("_starts", starts.into_pyarray(py))?;
-        out.set_item("_width", batch.uniform_width)?;
-        Ok(out)
+            out.set_item("_starts", starts.into_pyarray(py))?;
+            out.set_item("_width", batch.uniform_width)?;
+            Ok(out)
+        })
     }
 
     /// Pads already-tokenized columns. `columns` is a list of `(key, rows, pad_value)`; the first
@@ -391,20 +434,24 @@ impl PyTokenizer {
         pad_to_multiple_of: Option<usize>,
         padding_side: &str,
     ) -> PyResult<Vec<PaddedTuple<'py>>> {
-        pad_impl(
-            py,
-            columns,
-            padding,
-            max_length,
-            pad_to_multiple_of,
-            padding_side,
-        )
+        guarded(py, || {
+            pad_impl(
+                py,
+                columns,
+                padding,
+                max_length,
+                pad_to_multiple_of,
+                padding_side,
+            )
+        })
     }
 
     #[pyo3(signature = (ids, skip_special_tokens=false))]
     fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
-        let engine = Arc::clone(&self.engine);
-        run_detached(py, move || engine.decode(&ids, skip_special_tokens))
+        guarded(py, || {
+            let engine = Arc::clone(&self.engine);
+            run_detached(py, move || engine.decode(&ids, skip_special_tokens))
+        })
     }
 
     #[pyo3(signature = (sequences, skip_special_tokens=false))]
@@ -414,9 +461,11 @@ impl PyTokenizer {
         sequences: Vec<Vec<u32>>,
         skip_special_tokens: bool,
     ) -> PyResult<Vec<String>> {
-        let engine = Arc::clone(&self.engine);
-        run_detached(py, move || {
-            engine.decode_batch(&sequences, skip_special_tokens)
+        guarded(py, || {
+            let engine = Arc::clone(&self.engine);
+            run_detached(py, move || {
+                engine.decode_batch(&sequences, skip_special_tokens)
+            })
         })
     }
 
@@ -520,8 +569,10 @@ fn pad_impl<'py>(
             Some(rows) => extract_rows(py, &rows, &name)?,
             None => {
                 let reference = extracted.first().ok_or_else(|| {
-                    PyTypeError::new_err(
-                        "the first column must carry rows: it is the reference for the others",
+                    type_error(
+                        py,
+                        "the first column must carry rows: it is the reference for the others"
+                            .into(),
                     )
                 })?;
                 Ragged {
@@ -558,11 +609,11 @@ extern "C" fn child_after_fork() {
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::collate::{collate_arrow, collate_examples, mask_tokens, CollatePlan};
+    use super::collate::{collate_examples, mask_tokens, CollatePlan};
     #[pymodule_export]
     use super::stream::{index_line_rows, PyTokenRows};
     #[pymodule_export]
-    use super::PyTokenizer;
+    use super::{_panic_in_next_call, PyTokenizer};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -16,7 +16,9 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use crate::arrow_ffi::{read_int_lists, read_strings, Exported};
-use crate::{core_result, parse_side, raise, run_detached, type_error, PyTokenizer};
+use crate::{
+    core_result, guarded, parse_side, raise, run_attached, run_detached, type_error, PyTokenizer,
+};
 
 /// Tokenized examples of one window of the stream.
 #[pyclass(module = "ferrotune._core", name = "TokenRows", frozen)]
@@ -52,10 +54,21 @@ fn strings_of(py: Python<'_>, array: &Bound<'_, PyAny>, column: &str) -> PyResul
         .map_err(|message| type_error(py, format!("'{column}': {message}")))
 }
 
-fn matrix(py: Python<'_>, rows: usize, width: usize, values: Vec<i64>) -> Bound<'_, PyArray2<i64>> {
+fn matrix(
+    py: Python<'_>,
+    rows: usize,
+    width: usize,
+    values: Vec<i64>,
+) -> PyResult<Bound<'_, PyArray2<i64>>> {
     Array2::from_shape_vec((rows, width), values)
-        .expect("rows x width values")
-        .into_pyarray(py)
+        .map(|array| array.into_pyarray(py))
+        .map_err(|err| {
+            raise(
+                py,
+                "InternalError",
+                format!("a {rows}x{width} batch: {err}"),
+            )
+        })
 }
 
 #[pymethods]
@@ -79,40 +92,42 @@ impl PyTokenRows {
         add_special_tokens: bool,
         return_token_type_ids: bool,
     ) -> PyResult<Self> {
-        let texts = strings_of(py, texts, text_column)?;
-        let pairs = pairs.map(|p| strings_of(py, p, pair_column)).transpose()?;
-        let truncation = match max_length {
-            None => None,
-            Some(max_length) => Some(Truncation {
-                max_length,
-                stride: 0,
-                strategy: core_result(py, TruncationStrategy::parse(truncation_strategy))?,
-                side: parse_side(py, truncation_side, "truncation_side")?,
-            }),
-        };
-        let request = EncodeRequest {
-            add_special_tokens,
-            truncation,
-            padding: Padding::DoNotPad,
-            pad_to_multiple_of: None,
-            padding_side: Side::Right,
-            pad_id: 0,
-            pad_type_id: 0,
-            outputs: OutputSelection {
-                token_type_ids: return_token_type_ids,
-                ..OutputSelection::default()
-            },
-        };
-        let engine = Arc::clone(&tokenizer.engine);
-        let rows = run_detached(py, move || {
-            let batch = engine.encode_batch(&texts, pairs.as_deref(), &request)?;
-            Ok(TokenRows {
-                ids: batch.input_ids,
-                starts: batch.starts,
-                type_ids: batch.token_type_ids,
-            })
-        })?;
-        Ok(PyTokenRows { rows })
+        guarded(py, || {
+            let texts = strings_of(py, texts, text_column)?;
+            let pairs = pairs.map(|p| strings_of(py, p, pair_column)).transpose()?;
+            let truncation = match max_length {
+                None => None,
+                Some(max_length) => Some(Truncation {
+                    max_length,
+                    stride: 0,
+                    strategy: core_result(py, TruncationStrategy::parse(truncation_strategy))?,
+                    side: parse_side(py, truncation_side, "truncation_side")?,
+                }),
+            };
+            let request = EncodeRequest {
+                add_special_tokens,
+                truncation,
+                padding: Padding::DoNotPad,
+                pad_to_multiple_of: None,
+                padding_side: Side::Right,
+                pad_id: 0,
+                pad_type_id: 0,
+                outputs: OutputSelection {
+                    token_type_ids: return_token_type_ids,
+                    ..OutputSelection::default()
+                },
+            };
+            let engine = Arc::clone(&tokenizer.engine);
+            let rows = run_detached(py, move || {
+                let batch = engine.encode_batch(&texts, pairs.as_deref(), &request)?;
+                Ok(TokenRows {
+                    ids: batch.input_ids,
+                    starts: batch.starts,
+                    type_ids: batch.token_type_ids,
+                })
+            })?;
+            Ok(PyTokenRows { rows })
+        })
     }
 
     /// Wraps pre-tokenized `list<int>` Arrow arrays (ids, and optionally token type ids).
@@ -124,43 +139,41 @@ impl PyTokenRows {
         type_ids: Option<&Bound<'_, PyAny>>,
         column: &str,
     ) -> PyResult<Self> {
-        let read = |array: &Bound<'_, PyAny>, name: &str| -> PyResult<ferrotune_core::Ragged> {
-            let exported = Exported::new(array)?;
-            read_int_lists(exported.view())
-                .map_err(|message| type_error(py, format!("'{name}': {message}")))
-        };
-        let ids = read(ids, column)?;
-        let type_ids = match type_ids {
-            None => None,
-            Some(array) => {
-                let types = read(array, "token_type_ids")?;
-                if types.starts != ids.starts {
-                    return Err(raise(
-                        py,
-                        "InvalidInputError",
-                        format!("'token_type_ids' and '{column}' differ in length in some example"),
-                    ));
+        guarded(py, || {
+            let read = |array: &Bound<'_, PyAny>, name: &str| -> PyResult<ferrotune_core::Ragged> {
+                let exported = Exported::new(array)?;
+                read_int_lists(exported.view())
+                    .map_err(|message| type_error(py, format!("'{name}': {message}")))
+            };
+            let ids = read(ids, column)?;
+            let type_ids = match type_ids {
+                None => None,
+                Some(array) => {
+                    let types = read(array, "token_type_ids")?;
+                    if types.starts != ids.starts {
+                        return Err(raise(
+                            py,
+                            "InvalidInputError",
+                            format!(
+                                "'token_type_ids' and '{column}' differ in length in some example"
+                            ),
+                        ));
+                    }
+                    Some(types.values)
                 }
-                Some(types.values)
-            }
-        };
-        Ok(PyTokenRows {
-            rows: TokenRows {
-                ids: ids.values,
-                starts: ids.starts,
-                type_ids,
-            },
+            };
+            Ok(PyTokenRows {
+                rows: TokenRows {
+                    ids: ids.values,
+                    starts: ids.starts,
+                    type_ids,
+                },
+            })
         })
     }
 
     fn __len__(&self) -> usize {
         self.rows.rows()
-    }
-
-    /// Whether the rows carry token type ids.
-    #[getter]
-    fn has_token_type_ids(&self) -> bool {
-        self.rows.type_ids.is_some()
     }
 
     fn lengths<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
@@ -193,38 +206,40 @@ impl PyTokenRows {
         pad_to_multiple_of: Option<usize>,
         seed: u64,
     ) -> PyResult<Vec<Bound<'py, PyArray1<i64>>>> {
-        let limit = match (batch_size, max_tokens) {
-            (_, Some(max_tokens)) => BatchLimit::Tokens {
-                max_tokens,
-                max_examples: batch_size,
-            },
-            (Some(size), None) => BatchLimit::Examples(size),
-            (None, None) => {
-                return Err(raise(
-                    py,
-                    "InvalidArgumentError",
-                    "give batch_size or max_tokens".into(),
-                ))
-            }
-        };
-        let spec = PlanSpec {
-            limit,
-            bucket_by_length,
-            shuffle,
-            drop_last,
-            pad_to_multiple_of,
-        };
-        let lengths = self.rows.lengths();
-        let batches = run_detached(py, move || plan_batches(&lengths, &spec, seed))?;
-        Ok(batches
-            .into_iter()
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|r| r as i64)
-                    .collect::<Vec<_>>()
-                    .into_pyarray(py)
-            })
-            .collect())
+        guarded(py, || {
+            let limit = match (batch_size, max_tokens) {
+                (_, Some(max_tokens)) => BatchLimit::Tokens {
+                    max_tokens,
+                    max_examples: batch_size,
+                },
+                (Some(size), None) => BatchLimit::Examples(size),
+                (None, None) => {
+                    return Err(raise(
+                        py,
+                        "InvalidArgumentError",
+                        "give batch_size or max_tokens".into(),
+                    ))
+                }
+            };
+            let spec = PlanSpec {
+                limit,
+                bucket_by_length,
+                shuffle,
+                drop_last,
+                pad_to_multiple_of,
+            };
+            let lengths = self.rows.lengths();
+            let batches = run_detached(py, move || plan_batches(&lengths, &spec, seed))?;
+            Ok(batches
+                .into_iter()
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|r| r as i64)
+                        .collect::<Vec<_>>()
+                        .into_pyarray(py)
+                })
+                .collect())
+        })
     }
 
     /// Plans padding-free packs of at most `capacity` tokens: a list of `[pieces, 3]` arrays of
@@ -238,21 +253,23 @@ impl PyTokenRows {
         shuffle: bool,
         seed: u64,
     ) -> PyResult<Vec<Bound<'py, PyArray2<i64>>>> {
-        let lengths = self.rows.lengths();
-        let packs = run_detached(py, move || {
-            plan_packs(&lengths, capacity, split, shuffle, seed)
-        })?;
-        Ok(packs
-            .into_iter()
-            .map(|pieces| {
-                let n = pieces.len();
-                let flat: Vec<i64> = pieces
-                    .iter()
-                    .flat_map(|p| [p.row as i64, p.start as i64, p.end as i64])
-                    .collect();
-                matrix(py, n, 3, flat)
-            })
-            .collect())
+        guarded(py, || {
+            let lengths = self.rows.lengths();
+            let packs = run_detached(py, move || {
+                plan_packs(&lengths, capacity, split, shuffle, seed)
+            })?;
+            packs
+                .into_iter()
+                .map(|pieces| {
+                    let n = pieces.len();
+                    let flat: Vec<i64> = pieces
+                        .iter()
+                        .flat_map(|p| [p.row as i64, p.start as i64, p.end as i64])
+                        .collect();
+                    matrix(py, n, 3, flat)
+                })
+                .collect()
+        })
     }
 
     /// Pads rows `indices` into `(input_ids, attention_mask, token_type_ids or None)`.
@@ -266,29 +283,33 @@ impl PyTokenRows {
         padding_side: &str,
         pad_to_multiple_of: Option<usize>,
     ) -> PyResult<PaddedArrays<'py>> {
-        let side = parse_side(py, padding_side, "padding_side")?;
-        let indices: Vec<usize> = indices
-            .as_slice()?
-            .iter()
-            .map(|&i| usize::try_from(i).unwrap_or(usize::MAX))
-            .collect();
-        let batch = core_result(
-            py,
-            collate_padded(
-                &self.rows,
-                &indices,
-                pad_id,
-                pad_type_id,
-                side,
-                pad_to_multiple_of,
-            ),
-        )?;
-        let (rows, width) = (batch.rows, batch.width);
-        Ok((
-            matrix(py, rows, width, batch.input_ids),
-            matrix(py, rows, width, batch.attention_mask),
-            batch.token_type_ids.map(|t| matrix(py, rows, width, t)),
-        ))
+        guarded(py, || {
+            let side = parse_side(py, padding_side, "padding_side")?;
+            let indices: Vec<usize> = indices
+                .as_slice()?
+                .iter()
+                .map(|&i| usize::try_from(i).unwrap_or(usize::MAX))
+                .collect();
+            let batch = run_attached(py, || {
+                collate_padded(
+                    &self.rows,
+                    &indices,
+                    pad_id,
+                    pad_type_id,
+                    side,
+                    pad_to_multiple_of,
+                )
+            })?;
+            let (rows, width) = (batch.rows, batch.width);
+            Ok((
+                matrix(py, rows, width, batch.input_ids)?,
+                matrix(py, rows, width, batch.attention_mask)?,
+                batch
+                    .token_type_ids
+                    .map(|t| matrix(py, rows, width, t))
+                    .transpose()?,
+            ))
+        })
     }
 
     /// Concatenates the pieces of a pack: `(input_ids, labels, position_ids, cu_seq_lens,
@@ -301,35 +322,36 @@ impl PyTokenRows {
         separator_id: i64,
         position_ids_start: i64,
     ) -> PyResult<PackedArrays<'py>> {
-        let pieces = pieces.as_array();
-        if pieces.ncols() != 3 {
-            return Err(raise(
-                py,
-                "InvalidArgumentError",
-                "pieces must be an array of (row, start, end) triples".into(),
-            ));
-        }
-        let to_index = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
-        let pieces: Vec<Piece> = pieces
-            .rows()
-            .into_iter()
-            .map(|p| Piece {
-                row: to_index(p[0]),
-                start: to_index(p[1]),
-                end: to_index(p[2]),
-            })
-            .collect();
-        let packed = core_result(
-            py,
-            collate_packed(&self.rows, &pieces, separator_id, position_ids_start),
-        )?;
-        Ok((
-            packed.input_ids.into_pyarray(py),
-            packed.labels.into_pyarray(py),
-            packed.position_ids.into_pyarray(py),
-            packed.cu_seq_lens.into_pyarray(py),
-            packed.max_length,
-        ))
+        guarded(py, || {
+            let pieces = pieces.as_array();
+            if pieces.ncols() != 3 {
+                return Err(raise(
+                    py,
+                    "InvalidArgumentError",
+                    "pieces must be an array of (row, start, end) triples".into(),
+                ));
+            }
+            let to_index = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
+            let pieces: Vec<Piece> = pieces
+                .rows()
+                .into_iter()
+                .map(|p| Piece {
+                    row: to_index(p[0]),
+                    start: to_index(p[1]),
+                    end: to_index(p[2]),
+                })
+                .collect();
+            let packed = run_attached(py, || {
+                collate_packed(&self.rows, &pieces, separator_id, position_ids_start)
+            })?;
+            Ok((
+                packed.input_ids.into_pyarray(py),
+                packed.labels.into_pyarray(py),
+                packed.position_ids.into_pyarray(py),
+                packed.cu_seq_lens.into_pyarray(py),
+                packed.max_length,
+            ))
+        })
     }
 }
 
@@ -343,24 +365,26 @@ pub fn index_line_rows<'py>(
     has_header: bool,
     rows_per_unit: usize,
 ) -> PyResult<RowIndexArrays<'py>> {
-    let quote = match quote {
-        None => None,
-        Some(c) if c.is_ascii() => Some(c as u8),
-        Some(c) => {
-            return Err(raise(
-                py,
-                "InvalidArgumentError",
-                format!("the quote character must be ASCII, got {c:?}"),
-            ))
-        }
-    };
-    let index = run_detached(py, move || {
-        index_rows(&path, quote, has_header, rows_per_unit)
-    })?;
-    let rows: Vec<i64> = index.unit_rows.iter().map(|&r| r as i64).collect();
-    Ok((
-        index.unit_offsets.into_pyarray(py),
-        rows.into_pyarray(py),
-        index.header_end,
-    ))
+    guarded(py, || {
+        let quote = match quote {
+            None => None,
+            Some(c) if c.is_ascii() => Some(c as u8),
+            Some(c) => {
+                return Err(raise(
+                    py,
+                    "InvalidArgumentError",
+                    format!("the quote character must be ASCII, got {c:?}"),
+                ))
+            }
+        };
+        let index = run_detached(py, move || {
+            index_rows(&path, quote, has_header, rows_per_unit)
+        })?;
+        let rows: Vec<i64> = index.unit_rows.iter().map(|&r| r as i64).collect();
+        Ok((
+            index.unit_offsets.into_pyarray(py),
+            rows.into_pyarray(py),
+            index.header_end,
+        ))
+    })
 }
