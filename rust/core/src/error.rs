@@ -23,6 +23,15 @@ pub enum FerrotuneError {
     /// Inputs whose shape or content is wrong (ragged rows, mismatched lengths, missing keys, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// An empty batch where examples are needed.
+    #[error("{0}")]
+    EmptyBatch(String),
+    /// Input of the wrong type (a non-string text, a float token id, a string column of ids, ...).
+    #[error("{0}")]
+    InputType(String),
+    /// A data file that cannot be read as data (unreadable, an unclosed quote, ...).
+    #[error("{0}")]
+    DataSource(String),
     /// The tokenizers library refused to encode or decode.
     #[error("tokenization failed: {0}")]
     Tokenization(String),

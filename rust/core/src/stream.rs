@@ -383,7 +383,7 @@ pub fn index_rows(
 ) -> Result<RowIndex> {
     let rows_per_unit = rows_per_unit.max(1);
     let io_error = |err: std::io::Error| {
-        FerrotuneError::InvalidInput(format!("cannot read '{}': {err}", path.display()))
+        FerrotuneError::DataSource(format!("cannot read '{}': {err}", path.display()))
     };
     let mut file = std::fs::File::open(path).map_err(io_error)?;
     let mut buffer = vec![0u8; 1 << 20];
@@ -439,7 +439,7 @@ pub fn index_rows(
         position += read as u64;
     }
     if in_quotes {
-        return Err(FerrotuneError::InvalidInput(format!(
+        return Err(FerrotuneError::DataSource(format!(
             "'{}': a quoted field is never closed (read it with quoting off if quotes are literal)",
             path.display()
         )));

@@ -14,7 +14,7 @@ use ferrotune_core::mlm::{mask_tokens as core_mask_tokens, MaskingConfig};
 use ferrotune_core::pad::{
     check_same_lengths, pad_rows, target_length, OnesLike, PadTarget, PaddedColumn, RowSource,
 };
-use ferrotune_core::{Ragged, Side};
+use ferrotune_core::{FerrotuneError, Ragged, Side};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2,
@@ -28,8 +28,8 @@ use pyo3::types::{
 
 use crate::arrow_ffi::{read_ints, ArrowArray, ArrowSchema, ColumnView};
 use crate::{
-    core_result, extract_row, guarded, parse_pad_target, parse_side, raise, run_attached,
-    run_detached, sequence_items, type_error, type_name,
+    core_result, extract_row, guarded, parse_pad_target, parse_side, run_attached, run_detached,
+    sequence_items, to_py_err, type_error, type_name,
 };
 
 /// Below this many output values padding stays on the calling thread with the GIL held: releasing
@@ -163,16 +163,13 @@ impl CollatePlan {
     }
 
     fn missing_main(&self, py: Python<'_>, names: &[Cow<'_, str>]) -> PyErr {
-        raise(
-            py,
-            "InvalidInputError",
-            format!(
+        to_py_err(py, FerrotuneError::InvalidInput(format!(
                 "You should supply an encoding or a list of encodings to this method that includes {}, \
                  but you provided {}",
                 self.main(),
                 py_list(names)
             ),
-        )
+        ))
     }
 
     /// Pads the gathered rows (reference first) and returns every column in batch order.
@@ -354,10 +351,11 @@ impl CollatePlan {
     ) -> PyResult<Self> {
         guarded(py, || {
             if pad_values.is_empty() {
-                return Err(raise(
+                return Err(to_py_err(
                     py,
-                    "InvalidArgumentError",
-                    "pad_values must name at least the model's main input".into(),
+                    FerrotuneError::InvalidArgument(
+                        "pad_values must name at least the model's main input".into(),
+                    ),
                 ));
             }
             let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
@@ -371,10 +369,11 @@ impl CollatePlan {
                         ("max_length", Some(n)) => LabelLength::Fixed(n),
                         ("do_not_pad", _) => LabelLength::Unpadded,
                         (other, _) => {
-                            return Err(raise(
+                            return Err(to_py_err(
                                 py,
-                                "InvalidArgumentError",
-                                format!("unknown padding mode {other:?} for '{name}'"),
+                                FerrotuneError::InvalidArgument(format!(
+                                    "unknown padding mode {other:?} for '{name}'"
+                                )),
                             ))
                         }
                     };
@@ -563,14 +562,13 @@ impl CollatePlan {
                 let theirs: Vec<String> = dict.keys().iter().map(|k| k.to_string()).collect();
                 let missing: Vec<&String> = names.iter().filter(|n| !theirs.contains(n)).collect();
                 let extra: Vec<&String> = theirs.iter().filter(|n| !names.contains(n)).collect();
-                return Err(raise(
+                return Err(to_py_err(
                     py,
-                    "InvalidInputError",
-                    format!(
+                    FerrotuneError::InvalidInput(format!(
                         "example {i} has different keys from example 0 (missing {}, extra {})",
                         py_list(&missing),
                         py_list(&extra)
-                    ),
+                    )),
                 ));
             }
         }
@@ -643,10 +641,11 @@ fn scalar_column(py: Python<'_>, name: &str, values: &[Bound<'_, PyAny>]) -> PyR
 }
 
 fn empty_batch(py: Python<'_>) -> PyErr {
-    raise(
+    to_py_err(
         py,
-        "EmptyBatchError",
-        "the batch is empty: a collator needs at least one example".into(),
+        FerrotuneError::EmptyBatch(
+            "the batch is empty: a collator needs at least one example".into(),
+        ),
     )
 }
 
@@ -898,10 +897,9 @@ fn arrow_rows<'a>(
     rows: usize,
 ) -> PyResult<Option<ListRows<'a>>> {
     let malformed = || {
-        raise(
+        to_py_err(
             py,
-            "InternalError",
-            format!("malformed Arrow list export for '{name}'"),
+            FerrotuneError::Internal(format!("malformed Arrow list export for '{name}'")),
         )
     };
     let values = column.child(0).ok_or_else(malformed)?;
@@ -999,19 +997,21 @@ impl CollatePlan {
             other: Vec::new(),
         };
         for i in 0..columns {
-            let column = root
-                .child(i)
-                .ok_or_else(|| raise(py, "InternalError", "malformed Arrow export".into()))?;
+            let column = root.child(i).ok_or_else(|| {
+                to_py_err(
+                    py,
+                    FerrotuneError::Internal("malformed Arrow export".into()),
+                )
+            })?;
             let name = column.name();
             let format = column.format();
             let base = root.offset() + column.offset();
             if let Some(row) = column.first_null(base, rows) {
-                return Err(raise(
+                return Err(to_py_err(
                     py,
-                    "InvalidInputError",
-                    format!(
+                    FerrotuneError::InvalidInput(format!(
                         "example {row}: '{name}' is null; a collator needs a value in every example"
-                    ),
+                    )),
                 ));
             }
             if format == "+l" || format == "+L" {
@@ -1048,10 +1048,11 @@ impl CollatePlan {
                             })
                             .position(|end| end > position)
                             .unwrap_or(0);
-                        return Err(raise(
+                        return Err(to_py_err(
                             py,
-                            "InvalidInputError",
-                            format!("example {row}: '{name}' holds a null token id"),
+                            FerrotuneError::InvalidInput(format!(
+                                "example {row}: '{name}' holds a null token id"
+                            )),
                         ));
                     }
                 }
@@ -1117,14 +1118,13 @@ pub fn mask_tokens<'py>(
             match &special_tokens_mask {
                 Some(mask) => {
                     if mask.shape() != input_ids.shape() {
-                        return Err(raise(
+                        return Err(to_py_err(
                             py,
-                            "InvalidInputError",
-                            format!(
+                            FerrotuneError::InvalidInput(format!(
                                 "special_tokens_mask has shape {:?} but input_ids has {:?}",
                                 mask.shape(),
                                 input_ids.shape()
-                            ),
+                            )),
                         ));
                     }
                     Some(mask.as_slice().map_err(|_| {
@@ -1149,7 +1149,7 @@ pub fn mask_tokens<'py>(
             run_attached(py, || core_mask_tokens(ids, maskable, &config, seed))?
         };
         let matrix = Array2::from_shape_vec((shape[0], shape[1]), labels)
-            .map_err(|err| raise(py, "InternalError", err.to_string()))?;
+            .map_err(|err| to_py_err(py, FerrotuneError::Internal(err.to_string())))?;
         Ok(PyArray2::from_owned_array(py, matrix))
     })
 }

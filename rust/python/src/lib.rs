@@ -25,38 +25,55 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
-/// Raises the `ferrotune.errors` class named `class_name` (they derive from ValueError, TypeError,
-/// FileNotFoundError... as users expect, which `create_exception!` cannot express).
-fn raise(py: Python<'_>, class_name: &str, message: String) -> PyErr {
-    match py
-        .import("ferrotune.errors")
-        .and_then(|module| module.getattr(class_name))
-        .and_then(|class| class.cast_into::<PyType>().map_err(PyErr::from))
-    {
-        Ok(class) => PyErr::from_type(class, message),
+/// The `ferrotune.errors` class of each core error (they derive from ValueError, TypeError,
+/// FileNotFoundError... as users expect, which `create_exception!` cannot express). This is the one
+/// place that names Python exception classes; each is looked up once.
+fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
+    const CLASSES: [&str; 11] = [
+        "TokenizerFileNotFoundError",
+        "TokenizerFileError",
+        "TokenizerFormatError",
+        "InvalidArgumentError",
+        "InvalidInputError",
+        "EmptyBatchError",
+        "InputTypeError",
+        "DataSourceError",
+        "TokenizationError",
+        "InternalError",
+        "FerrotuneError",
+    ];
+    static LOADED: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+    let index = match &err {
+        FerrotuneError::TokenizerFileIo { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            0
+        }
+        FerrotuneError::TokenizerFileIo { .. } => 1,
+        FerrotuneError::TokenizerFormat { .. } => 2,
+        FerrotuneError::InvalidArgument(_) => 3,
+        FerrotuneError::InvalidInput(_) => 4,
+        FerrotuneError::EmptyBatch(_) => 5,
+        FerrotuneError::InputType(_) => 6,
+        FerrotuneError::DataSource(_) => 7,
+        FerrotuneError::Tokenization(_) => 8,
+        FerrotuneError::Internal(_) => 9,
+    };
+    let classes = LOADED.get_or_try_init(py, || -> PyResult<Vec<Py<PyType>>> {
+        let module = py.import("ferrotune.errors")?;
+        CLASSES
+            .iter()
+            .map(|name| Ok(module.getattr(*name)?.cast_into::<PyType>()?.unbind()))
+            .collect()
+    });
+    match classes {
+        Ok(classes) => PyErr::from_type(classes[index].bind(py).clone(), err.to_string()),
         Err(import_error) => import_error,
     }
 }
 
-fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
-    let class_name = match &err {
-        FerrotuneError::TokenizerFileIo { source, .. }
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            "TokenizerFileNotFoundError"
-        }
-        FerrotuneError::TokenizerFileIo { .. } => "TokenizerFileError",
-        FerrotuneError::TokenizerFormat { .. } => "TokenizerFormatError",
-        FerrotuneError::InvalidArgument(_) => "InvalidArgumentError",
-        FerrotuneError::InvalidInput(_) => "InvalidInputError",
-        FerrotuneError::Tokenization(_) => "TokenizationError",
-        FerrotuneError::Internal(_) => "InternalError",
-    };
-    raise(py, class_name, err.to_string())
-}
-
 fn type_error(py: Python<'_>, message: String) -> PyErr {
-    raise(py, "InputTypeError", message)
+    to_py_err(py, FerrotuneError::InputType(message))
 }
 
 /// Runs core work with the GIL released; a panic becomes `ferrotune.errors.InternalError`.
@@ -81,9 +98,9 @@ fn guarded<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> PyResult<T>
     });
     match outcome {
         Ok(Some(value)) => Ok(value),
-        Ok(None) => Err(failed
-            .take()
-            .unwrap_or_else(|| raise(py, "InternalError", "an error was lost".into()))),
+        Ok(None) => Err(failed.take().unwrap_or_else(|| {
+            to_py_err(py, FerrotuneError::Internal("an error was lost".into()))
+        })),
         Err(err) => Err(to_py_err(py, err)),
     }
 }
@@ -360,17 +377,19 @@ impl PyTokenizer {
                 ("longest", _) => Padding::Longest,
                 ("max_length", Some(length)) => Padding::MaxLength(length),
                 ("max_length", None) => {
-                    return Err(raise(
+                    return Err(to_py_err(
                         py,
-                        "InvalidArgumentError",
-                        "padding='max_length' needs a length".into(),
+                        FerrotuneError::InvalidArgument(
+                            "padding='max_length' needs a length".into(),
+                        ),
                     ));
                 }
                 (other, _) => {
-                    return Err(raise(
+                    return Err(to_py_err(
                         py,
-                        "InvalidArgumentError",
-                        format!("unknown padding strategy {other:?}"),
+                        FerrotuneError::InvalidArgument(format!(
+                            "unknown padding strategy {other:?}"
+                        )),
                     ));
                 }
             };
@@ -535,19 +554,17 @@ fn parse_pad_target(
         ("longest", _) => (PadTarget::Longest, pad_to_multiple_of),
         ("max_length", Some(length)) => (PadTarget::Fixed(length), pad_to_multiple_of),
         ("max_length", None) => {
-            return Err(raise(
+            return Err(to_py_err(
                 py,
-                "InvalidArgumentError",
-                "padding='max_length' needs max_length".into(),
+                FerrotuneError::InvalidArgument("padding='max_length' needs max_length".into()),
             ))
         }
         // Nothing is padded; a fixed target of 0 keeps every row as it is.
         ("do_not_pad", _) => (PadTarget::Fixed(0), None),
         (other, _) => {
-            return Err(raise(
+            return Err(to_py_err(
                 py,
-                "InvalidArgumentError",
-                format!("unknown padding strategy {other:?}"),
+                FerrotuneError::InvalidArgument(format!("unknown padding strategy {other:?}")),
             ))
         }
     })

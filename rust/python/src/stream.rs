@@ -10,14 +10,15 @@ use ferrotune_core::stream::{
     collate_packed, collate_padded, index_rows, plan_batches, plan_packs, BatchLimit, Piece,
     PlanSpec, TokenRows,
 };
-use ferrotune_core::Side;
+use ferrotune_core::{FerrotuneError, Side};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use crate::arrow_ffi::{read_int_lists, read_strings, Exported};
 use crate::{
-    core_result, guarded, parse_side, raise, run_attached, run_detached, type_error, PyTokenizer,
+    core_result, guarded, parse_side, run_attached, run_detached, to_py_err, type_error,
+    PyTokenizer,
 };
 
 /// Tokenized examples of one window of the stream.
@@ -63,10 +64,9 @@ fn matrix(
     Array2::from_shape_vec((rows, width), values)
         .map(|array| array.into_pyarray(py))
         .map_err(|err| {
-            raise(
+            to_py_err(
                 py,
-                "InternalError",
-                format!("a {rows}x{width} batch: {err}"),
+                FerrotuneError::Internal(format!("a {rows}x{width} batch: {err}")),
             )
         })
 }
@@ -151,12 +151,11 @@ impl PyTokenRows {
                 Some(array) => {
                     let types = read(array, "token_type_ids")?;
                     if types.starts != ids.starts {
-                        return Err(raise(
+                        return Err(to_py_err(
                             py,
-                            "InvalidInputError",
-                            format!(
+                            FerrotuneError::InvalidInput(format!(
                                 "'token_type_ids' and '{column}' differ in length in some example"
-                            ),
+                            )),
                         ));
                     }
                     Some(types.values)
@@ -214,10 +213,9 @@ impl PyTokenRows {
                 },
                 (Some(size), None) => BatchLimit::Examples(size),
                 (None, None) => {
-                    return Err(raise(
+                    return Err(to_py_err(
                         py,
-                        "InvalidArgumentError",
-                        "give batch_size or max_tokens".into(),
+                        FerrotuneError::InvalidArgument("give batch_size or max_tokens".into()),
                     ))
                 }
             };
@@ -325,10 +323,11 @@ impl PyTokenRows {
         guarded(py, || {
             let pieces = pieces.as_array();
             if pieces.ncols() != 3 {
-                return Err(raise(
+                return Err(to_py_err(
                     py,
-                    "InvalidArgumentError",
-                    "pieces must be an array of (row, start, end) triples".into(),
+                    FerrotuneError::InvalidArgument(
+                        "pieces must be an array of (row, start, end) triples".into(),
+                    ),
                 ));
             }
             let to_index = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
@@ -370,10 +369,11 @@ pub fn index_line_rows<'py>(
             None => None,
             Some(c) if c.is_ascii() => Some(c as u8),
             Some(c) => {
-                return Err(raise(
+                return Err(to_py_err(
                     py,
-                    "InvalidArgumentError",
-                    format!("the quote character must be ASCII, got {c:?}"),
+                    FerrotuneError::InvalidArgument(format!(
+                        "the quote character must be ASCII, got {c:?}"
+                    )),
                 ))
             }
         };
