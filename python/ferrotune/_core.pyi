@@ -1,15 +1,26 @@
 """Type stubs for ferrotune._core, the PyO3 extension (hand-written; keep in step with rust/python/src/lib.rs)."""
 
 from os import PathLike
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "collate_examples",
+    "mask_tokens",
+    "CollatePlan",
+    "index_line_rows",
+    "TokenRows",
+    "_panic_in_next_call",
+    "Tokenizer",
+    "__version__",
+]
 __version__: str
 
 _Int64Array = npt.NDArray[np.int64]
 
+@final
 class Tokenizer:
     @staticmethod
     def from_file(path: str | PathLike[str], engine: str = "auto") -> Tokenizer: ...
@@ -57,9 +68,10 @@ class Tokenizer:
 
 _Collated = list[tuple[str, str, Any, Any]]
 
+@final
 class CollatePlan:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         pad_values: list[tuple[str, int]],
         create_attention_mask: bool,
         padding: str,
@@ -67,7 +79,7 @@ class CollatePlan:
         pad_to_multiple_of: int | None,
         padding_side: str,
         independent: list[tuple[str, int, str, int | None]] = ...,
-    ) -> None: ...
+    ) -> CollatePlan: ...
     def examples(self, features: Any) -> _Collated: ...
     def arrow(self, batch: Any) -> _Collated: ...
     def examples_dict(self, features: Any, convert: Any = None) -> tuple[dict[str, Any], list[str]]: ...
@@ -98,6 +110,7 @@ def mask_tokens(
     seed: int,
 ) -> npt.NDArray[np.int64]: ...
 
+@final
 class TokenRows:
     """Tokenized examples of one window of a stream (ragged rows)."""
 
@@ -144,7 +157,7 @@ class TokenRows:
         pad_to_multiple_of: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]: ...
     def pack(
-        self, pieces: npt.NDArray[np.int64], *, separator_id: int = -100, position_ids_start: int = 0
+        self, pieces: npt.NDArray[np.int64], *, separator_id: int = ..., position_ids_start: int = 0
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], int]: ...
 
 def index_line_rows(
