@@ -1127,7 +1127,7 @@ def chat_template(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
 def _settings(
     class_name: str, kwargs: dict[str, Any], padding: Mapping[str, Any] | None, truncation: Any
 ) -> dict[str, Any]:
-    from .tokenizer import VERY_LARGE_INTEGER
+    from .padding import VERY_LARGE_INTEGER
 
     defaults = _CLASS_DEFAULTS[class_name]
     padding_side = defaults.get("padding_side", "right")

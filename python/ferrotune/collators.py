@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from . import padding as _padding
 from .batch_encoding import BatchEncoding, Column, convert_value
 from .errors import EmptyBatchError, InputTypeError, InvalidArgumentError, InvalidInputError
 
@@ -32,8 +33,6 @@ __all__ = [
     "DataCollatorWithPadding",
 ]
 
-# transformers' sentinel: a model_max_length above this means "no limit known".
-_LARGE_INTEGER = int(1e20)
 _RETURN_TENSORS = ("pt", "np")
 
 
@@ -43,31 +42,14 @@ _RETURN_TENSORS = ("pt", "np")
 
 def _padding_strategy(padding: Any, max_length: int | None, tokenizer: Any) -> tuple[str, int | None]:
     """transformers' resolution of ``padding`` / ``max_length`` for ``tokenizer.pad``."""
-    padding = getattr(padding, "value", padding)  # PaddingStrategy enum
-    if padding is True or padding == "longest":
-        return "longest", None
-    if padding is False or padding is None or padding == "do_not_pad":
-        return "do_not_pad", None
-    if padding == "max_length":
+    strategy = _padding.padding_strategy(padding)
+    if strategy != "max_length":
+        return strategy, None
+    if max_length is None:
+        max_length = _padding.known_max_length(getattr(tokenizer, "model_max_length", None))
         if max_length is None:
-            model_max_length = getattr(tokenizer, "model_max_length", None)
-            if model_max_length is None or model_max_length > _LARGE_INTEGER:
-                return "do_not_pad", None  # transformers: no length known, so no padding
-            max_length = int(model_max_length)
-        if not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool) or max_length < 0:
-            raise InvalidArgumentError(f"max_length must be a non-negative int or None, got {max_length!r}")
-        return "max_length", int(max_length)
-    raise InvalidArgumentError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-
-
-def _check_multiple(pad_to_multiple_of: Any) -> int | None:
-    if pad_to_multiple_of is None:
-        return None
-    if not isinstance(pad_to_multiple_of, (int, np.integer)) or isinstance(pad_to_multiple_of, bool):
-        raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
-    if pad_to_multiple_of <= 0:
-        raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
-    return int(pad_to_multiple_of)
+            return "do_not_pad", None  # transformers: no length known, so no padding
+    return "max_length", _padding.check_max_length(max_length)
 
 
 def _check_return_tensors(return_tensors: Any) -> str:
@@ -77,20 +59,8 @@ def _check_return_tensors(return_tensors: Any) -> str:
     return value
 
 
-def _no_pad_token_error(tokenizer: Any) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        "Asking to pad but the tokenizer does not have a padding token. "
-        "Please select a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` "
-        "or add a new pad token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})` "
-        f"({type(tokenizer).__name__})."
-    )
-
-
 def _padding_side(tokenizer: Any) -> str:
-    side = getattr(tokenizer, "padding_side", "right")
-    if side not in ("left", "right"):
-        raise InvalidArgumentError(f"padding_side must be 'left' or 'right', got {side!r}")
-    return side
+    return _padding.check_padding_side(getattr(tokenizer, "padding_side", "right"))
 
 
 def _pad_values(tokenizer: Any, strategy: str) -> tuple[list[tuple[str, int]], bool]:
@@ -99,14 +69,8 @@ def _pad_values(tokenizer: Any, strategy: str) -> tuple[list[tuple[str, int]], b
     names = list(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
     pad_token_id = tokenizer.pad_token_id
     if strategy != "do_not_pad" and (tokenizer.pad_token is None or pad_token_id is None or pad_token_id < 0):
-        raise _no_pad_token_error(tokenizer)
-    values = [
-        (names[0], pad_token_id if pad_token_id is not None else 0),
-        ("token_type_ids", int(getattr(tokenizer, "pad_token_type_id", 0) or 0)),
-        ("special_tokens_mask", 1),
-        ("attention_mask", 0),
-    ]
-    return values, "attention_mask" in names
+        raise _padding.no_pad_token_error(tokenizer)
+    return list(_padding.pad_values(tokenizer).items()), "attention_mask" in names
 
 
 # Types seen exporting a record batch themselves (pyarrow.RecordBatch...): a set lookup skips the checks below.
@@ -195,7 +159,7 @@ def _make_plan(
     independent: list[tuple[str, int, str, int | None]],
 ) -> Any:
     strategy, length = _padding_strategy(padding, max_length, tokenizer)
-    multiple = _check_multiple(pad_to_multiple_of)
+    multiple = _padding.check_multiple(pad_to_multiple_of)
     pad_values, create_mask = _pad_values(tokenizer, strategy)
     return _core.CollatePlan(pad_values, create_mask, strategy, length, multiple, _padding_side(tokenizer), independent)
 
@@ -534,7 +498,7 @@ class DataCollatorForLanguageModeling(_PlanCache):
         if not isinstance(examples, (list, tuple)) or not examples:
             raise EmptyBatchError("the batch is empty: a collator needs at least one example")
         lengths = [len(e) for e in examples]
-        multiple = _check_multiple(self.pad_to_multiple_of)
+        multiple = _padding.check_multiple(self.pad_to_multiple_of)
         same = all(n == lengths[0] for n in lengths) and (multiple is None or lengths[0] % multiple == 0)
         if not same and self.tokenizer.pad_token is None:
             raise InvalidArgumentError(

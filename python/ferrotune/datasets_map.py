@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _core
 from .errors import ColumnNotFoundError, InvalidArgumentError
+from .padding import known_max_length
 from .sources import arrow_column
 from .tokenizer import Tokenizer
 
@@ -156,7 +157,7 @@ def _truncation_length(tokenizer: Tokenizer, truncation: bool | str, max_length:
         raise InvalidArgumentError(f"unknown truncation strategy {truncation!r}")
     if max_length is not None:
         return max_length
-    return tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else None
+    return known_max_length(tokenizer.model_max_length)
 
 
 def _empty(kept: list[str], dataset: Any, return_type_ids: bool) -> Any:

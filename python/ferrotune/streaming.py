@@ -31,6 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from . import _core
 from .errors import DataSourceError, InputTypeError, InvalidArgumentError, InvalidInputError, StateDictError
+from .padding import known_max_length
 from .sources import CsvOptions, Unit, _Source, arrow_column, check_columns, open_sources
 from .tokenizer import Tokenizer
 
@@ -251,8 +252,8 @@ class StreamingLoader(IterableDataset):
             )
         if max_length is not None:
             return max_length
-        model_max = getattr(tokenizer, "model_max_length", None)
-        if model_max is not None and model_max < 1_000_000:
+        model_max = known_max_length(getattr(tokenizer, "model_max_length", None))
+        if model_max is not None:
             return model_max if max_tokens is None else min(model_max, max_tokens)
         if max_tokens is not None:
             return max_tokens

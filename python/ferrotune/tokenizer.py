@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, _hf_loading
+from . import padding as _padding
 from .batch_encoding import BatchEncoding, Column, build_output, normalize_tensor_type, to_py_obj
 from .errors import (
     EmptyBatchError,
@@ -20,15 +21,10 @@ from .errors import (
     TokenizerFileNotFoundError,
     TokenizerFormatError,
 )
-
-# transformers' sentinels: model_max_length is VERY_LARGE_INTEGER when the config gives none.
-VERY_LARGE_INTEGER = int(1e30)
-LARGE_INTEGER = int(1e20)
+from .padding import VERY_LARGE_INTEGER
 
 SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
-PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
 
 # transformers 5's base class (a bare tokenizer.json, no known family) returns no token_type_ids.
 _BASE_INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -412,60 +408,32 @@ class Tokenizer:
     # Strategy resolution: transformers' _get_padding_truncation_strategies
 
     def _resolve_strategies(
-        self, padding: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None
+        self, padding_arg: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None
     ) -> tuple[str, str, int | None]:
-        if max_length is not None and padding is False and truncation is None:
+        if max_length is not None and padding_arg is False and truncation is None:
             truncation = "longest_first"  # transformers: max_length alone turns truncation on
 
-        padding = getattr(padding, "value", padding)
-        if padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif padding is True:
-            padding_strategy = "longest"
-        elif padding in PADDING_STRATEGIES:
-            padding_strategy = padding
-        else:
-            raise InvalidArgumentError(
-                f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
-            )
-
-        truncation = getattr(truncation, "value", truncation)
-        if truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif truncation is True:
-            truncation_strategy = "longest_first"
-        elif truncation in TRUNCATION_STRATEGIES:
-            truncation_strategy = truncation
-        else:
-            raise InvalidArgumentError(
-                "truncation must be True, False, None, 'longest_first', 'only_first', 'only_second' or "
-                f"'do_not_truncate', got {truncation!r}"
-            )
+        padding_strategy = _padding.padding_strategy(padding_arg)
+        truncation_strategy = _padding.truncation_strategy(truncation)
 
         if max_length is None:
+            known = _padding.known_max_length(self.model_max_length)
             if padding_strategy == "max_length":
-                if self.model_max_length > LARGE_INTEGER:
+                if known is None:
                     padding_strategy = "do_not_pad"  # transformers: no length known, so no padding
                 else:
-                    max_length = self.model_max_length
+                    max_length = known
             if truncation_strategy != "do_not_truncate":
-                if self.model_max_length > LARGE_INTEGER:
+                if known is None:
                     truncation_strategy = "do_not_truncate"
                 else:
-                    max_length = self.model_max_length
-        elif not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool) or max_length < 0:
-            raise InvalidArgumentError(f"max_length must be a non-negative int or None, got {max_length!r}")
+                    max_length = known
+        else:
+            max_length = _padding.check_max_length(max_length)
 
         if padding_strategy != "do_not_pad" and (self.pad_token is None or (self.pad_token_id or 0) < 0):
-            raise InvalidArgumentError(
-                "Asking to pad but the tokenizer does not have a padding token. "
-                "Please select a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` "
-                "or add a new pad token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
-            )
-        if pad_to_multiple_of is not None and (
-            not isinstance(pad_to_multiple_of, (int, np.integer)) or pad_to_multiple_of <= 0
-        ):
-            raise InvalidArgumentError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+            raise _padding.no_pad_token_error()
+        _padding.check_multiple(pad_to_multiple_of)
         if (
             truncation_strategy != "do_not_truncate"
             and padding_strategy != "do_not_pad"
@@ -480,10 +448,7 @@ class Tokenizer:
         return padding_strategy, truncation_strategy, max_length
 
     def _resolve_padding_side(self, padding_side: str | None) -> str:
-        side = self.padding_side if padding_side is None else padding_side
-        if side not in ("left", "right"):
-            raise InvalidArgumentError(f"padding_side must be 'left' or 'right', got {side!r}")
-        return side
+        return _padding.check_padding_side(self.padding_side if padding_side is None else padding_side)
 
     # ----------------------------------------------------------------------------------------------
     # Encoding
@@ -651,9 +616,9 @@ class Tokenizer:
                         "per example"
                     )
 
-        pad_values = {main: self.pad_token_id or 0, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
-        if with_attention:
-            pad_values["attention_mask"] = 0
+        pad_values = _padding.pad_values(self)
+        if not with_attention:
+            del pad_values["attention_mask"]
         specs: list[tuple[str, Any, int]] = [(main, encoded_inputs[main], pad_values[main])]
         for key, value in encoded_inputs.items():
             if key != main and key in pad_values:
