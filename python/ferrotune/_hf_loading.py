@@ -52,6 +52,25 @@ _WITH_TYPE_IDS = ["input_ids", "token_type_ids", "attention_mask"]
 
 # The classes ferrotune rebuilds as transformers does: the keyword defaults of each class's __init__ for the named
 # special tokens, its model_input_names and its class-level padding_side.
+
+# Special-token defaults shared by several classes' __init__ signatures.
+_ROBERTA_STYLE_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+_BERT_STYLE_TOKENS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+
 _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
     "LlamaTokenizer": {
         "tokens": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
@@ -74,15 +93,7 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "input_names": _NO_TYPE_IDS,
     },
     "RobertaTokenizer": {
-        "tokens": {
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "sep_token": "</s>",
-            "cls_token": "<s>",
-            "unk_token": "<unk>",
-            "pad_token": "<pad>",
-            "mask_token": "<mask>",
-        },
+        "tokens": _ROBERTA_STYLE_TOKENS,
         "input_names": _NO_TYPE_IDS,
     },
     "GPTNeoXTokenizer": {
@@ -103,35 +114,15 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "input_names": _NO_TYPE_IDS,
     },
     "BertTokenizer": {
-        "tokens": {
-            "unk_token": "[UNK]",
-            "sep_token": "[SEP]",
-            "pad_token": "[PAD]",
-            "cls_token": "[CLS]",
-            "mask_token": "[MASK]",
-        },
+        "tokens": _BERT_STYLE_TOKENS,
         "input_names": _WITH_TYPE_IDS,
     },
     "DistilBertTokenizer": {
-        "tokens": {
-            "unk_token": "[UNK]",
-            "sep_token": "[SEP]",
-            "pad_token": "[PAD]",
-            "cls_token": "[CLS]",
-            "mask_token": "[MASK]",
-        },
+        "tokens": _BERT_STYLE_TOKENS,
         "input_names": _NO_TYPE_IDS,
     },
     "XLMRobertaTokenizer": {
-        "tokens": {
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "sep_token": "</s>",
-            "cls_token": "<s>",
-            "unk_token": "<unk>",
-            "pad_token": "<pad>",
-            "mask_token": "<mask>",
-        },
+        "tokens": _ROBERTA_STYLE_TOKENS,
         "input_names": _NO_TYPE_IDS,
     },
     "MPNetTokenizer": {
