@@ -197,13 +197,19 @@ def test_ctrl_c_inside_a_deferred_block_waits_for_its_end():
 
     from ferrotune.training.loop import deferred_interrupt
 
-    finished = []
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_interrupt():
-            os.kill(os.getpid(), signal.SIGINT)
-            finished.append(True)
-    assert finished == [True]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The handler in place before is restored after (a shell running the tests in the background may have
+    # set SIG_IGN instead of Python's default).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        finished = []
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+                finished.append(True)
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def make_checkpoint(root: Path, step: int, complete: bool = True) -> Path:
