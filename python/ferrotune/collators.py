@@ -23,7 +23,8 @@ import numpy as np
 from . import _core
 from . import padding as _padding
 from .batch_encoding import BatchEncoding, Column, convert_value
-from .errors import EmptyBatchError, InputTypeError, InvalidArgumentError, InvalidInputError
+from .errors import EmptyBatchError, InvalidArgumentError, InvalidInputError
+from .sources import arrow_column
 
 __all__ = [
     "DataCollatorForLanguageModeling",
@@ -98,25 +99,15 @@ def _as_arrow_batch(features: Any) -> Any | None:
 
 
 def _flat_arrow(batch: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Column ``key`` of an Arrow record batch as flat int64 values and row starts (no Python per token)."""
+    """Column ``key`` of an Arrow record batch as flat int64 values and row starts, read by the same Rust
+    list reader as the streaming loader (offsets, slices, nulls and value types checked there)."""
     import pyarrow as pa
 
     if key not in batch.schema.names:
         raise InvalidInputError(f"the batch has no '{key}' column; its columns are {batch.schema.names}")
-    column = batch.column(key)
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
-        if pa.types.is_fixed_size_list(column.type) or pa.types.is_list_view(column.type):
-            column = column.cast(pa.large_list(column.type.value_type))
-        else:
-            raise InputTypeError(f"column '{key}' must hold a list of token ids per example, found {column.type}")
-    if column.null_count:
-        row = column.is_null().to_pylist().index(True)
-        raise InvalidInputError(f"example {row} has no '{key}' (null)")
-    if not pa.types.is_integer(column.type.value_type):
-        raise InputTypeError(f"column '{key}' must hold integer token ids, found {column.type.value_type}")
-    offsets = np.asarray(column.offsets, dtype=np.int64)
-    values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    return np.array(values.to_numpy(zero_copy_only=False), dtype=np.int64), offsets - offsets[0]  # a writable copy
+    column = arrow_column(pa.Table.from_batches([batch]), key, "ids")
+    ids, starts, _ = _core.TokenRows.from_arrow(column, column=key).ragged()
+    return ids, starts
 
 
 def _examples(features: Any) -> Any:
