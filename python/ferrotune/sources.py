@@ -398,7 +398,7 @@ class _LineSource(_Source):
             if not rows:
                 raise DataSourceError(f"'{self.path}' holds no rows")
             first = self._bytes(offsets[0], offsets[1]).split(b"\n", 1)[0]
-            self._check_utf8(first, self._line_of(0, 0))
+            self._check_utf8(first, 0)
             try:
                 record = json.loads(first.decode("utf-8"))
             except json.JSONDecodeError as err:
@@ -412,7 +412,7 @@ class _LineSource(_Source):
             import pyarrow.csv as pacsv
 
             header = self._bytes(0, header_end)
-            self._check_utf8(header, 1)
+            self._check_utf8(header, None)
             table = pacsv.read_csv(io.BytesIO(header), parse_options=self._parse_options())
             self._columns = list(table.column_names)
         else:
@@ -463,7 +463,7 @@ class _LineSource(_Source):
         if self._is_json:
             import pyarrow.json as pajson
 
-            self._check_utf8(data, self._line_of(part, 0))
+            self._check_utf8(data, part)
             try:
                 table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block))
             except pa.ArrowInvalid as err:
@@ -475,7 +475,7 @@ class _LineSource(_Source):
             import pyarrow.csv as pacsv
 
             names = self.columns()
-            self._check_utf8(data, self._line_of(part, 0))
+            self._check_utf8(data, part)
             try:
                 table = pacsv.read_csv(
                     io.BytesIO(data),
@@ -494,12 +494,14 @@ class _LineSource(_Source):
             )
         return table.select(columns)
 
-    def _check_utf8(self, data: bytes, first_line: int) -> None:
+    def _check_utf8(self, data: bytes, part: int | None) -> None:
         """Text must be UTF-8: Arrow's readers would pass other bytes on (as invalid strings or as a
-        binary column) to fail later without a line number."""
+        binary column) to fail later without a line number. ``data`` is unit ``part`` (None: the header);
+        its first line number is counted only for the error (it reads the file up to the unit)."""
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
+            first_line = 1 if part is None else self._line_of(part, 0)
             line = data.count(b"\n", 0, err.start)
             column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
             raise DataSourceError(
