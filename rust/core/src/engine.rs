@@ -262,13 +262,9 @@ impl Engine {
         // The tokenizers crate panics on some malformed sections (a decoder that is no object, ...):
         // that is a damaged file, not a bug, so it is reported as one.
         let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>()).map_err(|payload| {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
             format_error(format!(
-                "the tokenizers library cannot read it ({detail}); the file is damaged or not a tokenizer.json"
+                "the tokenizers library cannot read it ({}); the file is damaged or not a tokenizer.json",
+                crate::error::panic_message(payload.as_ref())
             ))
         })?;
         let mut tokenizer: Tokenizer =

@@ -42,13 +42,24 @@ pub enum FerrotuneError {
 
 pub type Result<T> = std::result::Result<T, FerrotuneError>;
 
+/// The text a panic was raised with (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
 /// Set by [`set_panic_in_next_catch`]: the next [`catch_panics`] panics inside its guard.
 static PANIC_IN_NEXT_CATCH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// Test hook: makes the next call of [`catch_panics`] panic inside the guard (`false` disarms it), so that a test can
-/// show that an entry point runs its work under the guard (a panic there must come back as
-/// [`FerrotuneError::Internal`], never abort the process).
+/// Test hook: makes the next call of [`catch_panics`] panic inside the guard (`false` disarms it),
+/// so that a test can show that an entry point runs its work under the guard (a panic there must
+/// come back as [`FerrotuneError::Internal`], never abort the process).
 pub fn set_panic_in_next_catch(on: bool) {
     PANIC_IN_NEXT_CATCH.store(on, std::sync::atomic::Ordering::SeqCst);
 }
@@ -56,7 +67,10 @@ pub fn set_panic_in_next_catch(on: bool) {
 /// Runs `f`, turning a panic into [`FerrotuneError::Internal`] so that none crosses into Python.
 pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     let guarded = || {
-        if PANIC_IN_NEXT_CATCH.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        // A plain load first: the common path only reads the flag.
+        if PANIC_IN_NEXT_CATCH.load(std::sync::atomic::Ordering::Relaxed)
+            && PANIC_IN_NEXT_CATCH.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             panic!("panic forced by the test hook set_panic_in_next_catch");
         }
         f()
@@ -64,13 +78,7 @@ pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(guarded)) {
         Ok(result) => result,
         Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "unknown panic".to_string()
-            };
+            let message = panic_message(payload.as_ref());
             if message.contains("retry-limit-in-match")
                 || message.contains("Onig: Regex search error")
             {

@@ -28,8 +28,8 @@ use pyo3::types::{
 
 use crate::arrow_ffi::{read_ints, ArrowArray, ArrowSchema, ColumnView};
 use crate::{
-    core_result, extract_row, guarded, parse_pad_target, parse_side, run_attached, run_detached,
-    sequence_items, to_py_err, type_error, type_name,
+    core_result, extract_row, guarded, parse_pad_target, parse_side, run_detached, sequence_items,
+    to_py_err, type_error, type_name,
 };
 
 /// Below this many output values padding stays on the calling thread with the GIL held: releasing
@@ -265,7 +265,7 @@ impl CollatePlan {
             if total >= DETACH_MIN_VALUES {
                 run_detached(py, work)?;
             } else {
-                run_attached(py, work)?;
+                core_result(py, work())?; // under the entry point's guard
             }
         }
         padded.extend(
@@ -1146,7 +1146,7 @@ pub fn mask_tokens<'py>(
                 Some(mask) => mask[i] == 0,
                 None => !special_ids.contains(&originals[i]),
             };
-            run_attached(py, || core_mask_tokens(ids, maskable, &config, seed))?
+            core_result(py, core_mask_tokens(ids, maskable, &config, seed))?
         };
         let matrix = Array2::from_shape_vec((shape[0], shape[1]), labels)
             .map_err(|err| to_py_err(py, FerrotuneError::Internal(err.to_string())))?;

@@ -105,15 +105,6 @@ fn guarded<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> PyResult<T>
     }
 }
 
-/// Runs core work attached to the interpreter (small work, where releasing the GIL costs more than
-/// the work), panics caught as in [`run_detached`].
-fn run_attached<T>(
-    py: Python<'_>,
-    work: impl FnOnce() -> ferrotune_core::Result<T>,
-) -> PyResult<T> {
-    catch_panics(work).map_err(|err| to_py_err(py, err))
-}
-
 /// Test hook (see `ferrotune_core::error::set_panic_in_next_catch`): the next guarded call panics.
 #[pyfunction]
 #[pyo3(signature = (on=true))]

@@ -16,10 +16,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use crate::arrow_ffi::{read_int_lists, read_strings, Exported};
-use crate::{
-    core_result, guarded, parse_side, run_attached, run_detached, to_py_err, type_error,
-    PyTokenizer,
-};
+use crate::{core_result, guarded, parse_side, run_detached, to_py_err, type_error, PyTokenizer};
 
 /// Tokenized examples of one window of the stream.
 #[pyclass(module = "ferrotune._core", name = "TokenRows", frozen)]
@@ -288,7 +285,8 @@ impl PyTokenRows {
                 .iter()
                 .map(|&i| usize::try_from(i).unwrap_or(usize::MAX))
                 .collect();
-            let batch = run_attached(py, || {
+            let batch = core_result(
+                py,
                 collate_padded(
                     &self.rows,
                     &indices,
@@ -296,8 +294,8 @@ impl PyTokenRows {
                     pad_type_id,
                     side,
                     pad_to_multiple_of,
-                )
-            })?;
+                ),
+            )?;
             let (rows, width) = (batch.rows, batch.width);
             Ok((
                 matrix(py, rows, width, batch.input_ids)?,
@@ -340,9 +338,10 @@ impl PyTokenRows {
                     end: to_index(p[2]),
                 })
                 .collect();
-            let packed = run_attached(py, || {
-                collate_packed(&self.rows, &pieces, separator_id, position_ids_start)
-            })?;
+            let packed = core_result(
+                py,
+                collate_packed(&self.rows, &pieces, separator_id, position_ids_start),
+            )?;
             Ok((
                 packed.input_ids.into_pyarray(py),
                 packed.labels.into_pyarray(py),
