@@ -677,6 +677,18 @@ def _bert_wordpiece(data: dict[str, Any], model: dict[str, Any], kwargs: dict[st
     data["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
 
 
+def _byte_fallback_decoder(strip_first_space: bool) -> dict[str, Any]:
+    """The SentencePiece-BPE decoder of Llama, CodeLlama and Gemma: ▁ back to spaces, byte pieces to bytes."""
+    decoders: list[dict[str, Any]] = [
+        {"type": "Replace", "pattern": {"String": SPIECE_UNDERLINE}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+    ]
+    if strip_first_space:
+        decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+    return {"type": "Sequence", "decoders": decoders}
+
+
 def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, Any]) -> None:
     """The normalizer / pre-tokenizer / model / decoder a class's __init__ builds (models/*/tokenization_*.py)."""
     model = data.get("model") or {}
@@ -694,14 +706,7 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
             "prepend_scheme": prepend,
             "split": False,
         }
-        decoders = [
-            {"type": "Replace", "pattern": {"String": SPIECE_UNDERLINE}, "content": " "},
-            {"type": "ByteFallback"},
-            {"type": "Fuse"},
-        ]
-        if add_prefix_space:
-            decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
-        data["decoder"] = {"type": "Sequence", "decoders": decoders}
+        data["decoder"] = _byte_fallback_decoder(strip_first_space=bool(add_prefix_space))
     elif class_name == "CodeLlamaTokenizer":
         add_prefix_space = kwargs.get("add_prefix_space")
         add_prefix_space = True if add_prefix_space is None else add_prefix_space
@@ -716,15 +721,7 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
             "prepend_scheme": "first" if add_prefix_space else "never",
             "split": False,
         }
-        data["decoder"] = {
-            "type": "Sequence",
-            "decoders": [
-                {"type": "Replace", "pattern": {"String": SPIECE_UNDERLINE}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-            ],
-        }
+        data["decoder"] = _byte_fallback_decoder(strip_first_space=True)
     elif class_name == "GemmaTokenizer":
         unk = kwargs.get("unk_token", "<unk>")
         data["model"] = _bpe(model, fuse_unk=True, byte_fallback=True, unk_token=None if unk is None else unk.content)
@@ -735,14 +732,7 @@ def _rebuild_pipeline(class_name: str, data: dict[str, Any], kwargs: dict[str, A
             "behavior": "MergedWithPrevious",
             "invert": False,
         }
-        data["decoder"] = {
-            "type": "Sequence",
-            "decoders": [
-                {"type": "Replace", "pattern": {"String": SPIECE_UNDERLINE}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-            ],
-        }
+        data["decoder"] = _byte_fallback_decoder(strip_first_space=False)
     elif class_name in ("GPT2Tokenizer", "RobertaTokenizer"):
         data["model"] = _bpe(model, continuing_subword_prefix="", end_of_word_suffix="")
         data["normalizer"] = None
