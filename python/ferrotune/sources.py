@@ -21,7 +21,7 @@ from typing import Any
 from . import _core
 from .errors import ColumnNotFoundError, DataSourceError, DataSourceNotFoundError, InputTypeError, InvalidArgumentError
 
-__all__ = ["FORMATS", "Unit", "arrow_column", "check_columns", "open_sources"]
+__all__ = ["FORMATS", "DataFiles", "Unit", "arrow_column", "check_columns", "open_sources"]
 
 # Extension -> format. `.json` is left out on purpose: `datasets` folders hold `state.json` and
 # `dataset_info.json`, which are metadata, not rows.
@@ -154,6 +154,10 @@ class _Source:
 
     def describe_row(self, part: int, row: int) -> str:
         return f"{self.name}, row {sum(self.parts()[:part]) + row}"
+
+    def line_of(self, part: int, row: int) -> int | None:
+        """1-based line number of row ``row`` of unit ``part`` in a text file; None where rows have no line."""
+        return None
 
     def close(self) -> None:
         """Drops open handles (before pickling into a worker)."""
@@ -445,6 +449,9 @@ class _LineSource(_Source):
     def describe_row(self, part: int, row: int) -> str:
         return f"'{self.path}', line {self._line_of(part, row)}"
 
+    def line_of(self, part: int, row: int) -> int | None:
+        return self._line_of(part, row)
+
     def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
         key = tuple(columns)
         if self._cached is None or self._cached[:2] != (part, key):
@@ -612,6 +619,17 @@ class _GzipJsonlSource(_Source):
     def describe_row(self, part: int, row: int) -> str:
         return f"'{self.path}', row {row}"
 
+    def line_of(self, part: int, row: int) -> int | None:
+        """Reads the file again up to the row: for error messages only."""
+        seen = -1
+        with gzip.open(self.path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    seen += 1
+                    if seen == row:
+                        return number
+        return None
+
     def close(self) -> None:
         self._cursor = None
 
@@ -693,3 +711,73 @@ def arrow_column(table: Any, name: str, kind: str) -> Any:
     if pa.types.is_fixed_size_list(array.type) or pa.types.is_list_view(array.type):
         return array.cast(pa.large_list(array.type.value_type))
     raise InputTypeError(f"column '{name}' must hold a list of token ids per example, found Arrow type {array.type}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole files: ``ferrotune train`` reads its data through the same sources, into one table
+
+_WHOLE_FILE = 1 << 62  # rows per unit: a text file is one unit (parsed once, its types inferred from every row)
+
+
+def _whole_file_format(source: Any, explicit: str | None) -> str | None:
+    """A single ``.json`` (``.json.gz``) file named on its own is JSON Lines (``datasets``' ``to_json`` writes
+    those); ``format="jsonl"`` covers a gzipped file too."""
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+        return explicit
+    name = Path(source).name.lower()
+    if (explicit == "jsonl" and name.endswith(".gz")) or (explicit is None and name.endswith(".json.gz")):
+        return "jsonl.gz"
+    if explicit is None and name.endswith(".json"):
+        return "jsonl"
+    return explicit
+
+
+class DataFiles:
+    """A file, a list of files or a folder read whole into one ``pyarrow.Table`` (how ``ferrotune train`` and
+    ``ferrotune predict --input`` read their data), through the sources the streaming loader uses: the same
+    formats, folder walks, CSV options (GLUE TSVs: ``CsvOptions(quoting=False)``; files without a header:
+    ``column_names``) and errors naming the file and line.
+
+    :meth:`columns` gives each file's columns from its schema, header line or first JSONL record, before any row
+    is parsed; :meth:`read` parses the rows; :meth:`where` traces a row of that table back to its file and line
+    (for error messages about the data)."""
+
+    def __init__(self, source: Any, format: str | None = None, csv: CsvOptions | None = None) -> None:
+        self.name = str(source)
+        self._sources = open_sources(source, _whole_file_format(source, format), csv or CsvOptions(), _WHOLE_FILE)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def columns(self) -> list[tuple[str, list[str]]]:
+        """``(file, its columns)`` for every file, in reading order."""
+        return [(source.name, source.columns()) for source in self._sources]
+
+    def read(self, columns: list[str] | None = None) -> Any:
+        """Every row of every file as one ``pyarrow.Table`` of ``columns`` (default: each file's own; a JSONL
+        key missing from a row is null there)."""
+        import pyarrow as pa
+
+        tables = []
+        for source in self._sources:
+            names = list(columns) if columns is not None else source.columns()
+            parts = [source.read(part, 0, rows, names) for part, rows in enumerate(source.parts())]
+            tables.append(pa.concat_tables(parts) if parts else pa.table({name: pa.nulls(0) for name in names}))
+        if len(tables) == 1:
+            return tables[0]
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataSourceError(f"the files of '{self.name}' do not share one schema: {err}") from err
+
+    def where(self, row: int) -> str:
+        """Where row ``row`` of :meth:`read`'s table comes from: ``"FILE line N"`` for JSONL / CSV / TSV (blank
+        lines and the header counted), ``"FILE row N"`` (from 1) for Parquet and Arrow."""
+        for source in self._sources:
+            in_file = row
+            for part, rows in enumerate(source.parts()):
+                if row < rows:
+                    line = source.line_of(part, row)
+                    return f"{source.name} line {line}" if line is not None else f"{source.name} row {in_file + 1}"
+                row -= rows
+        return f"{self.name} row {row + 1}"  # pragma: no cover - a row beyond the table
