@@ -440,6 +440,7 @@ def test_wrong_column_is_found_from_the_schema_alone(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
     from ferrotune.errors import ColumnNotFoundError
+    from ferrotune.sources import DataFiles
     from ferrotune.training import data as data_module
     from ferrotune.training.config import TrainConfig
 
@@ -449,7 +450,7 @@ def test_wrong_column_is_found_from_the_schema_alone(tmp_path, monkeypatch):
     def no_full_read(*args, **kwargs):
         raise AssertionError("the rows were read before the columns were checked")
 
-    monkeypatch.setattr(data_module, "read_source", no_full_read)
+    monkeypatch.setattr(DataFiles, "read", no_full_read)
     wrong_text = TrainConfig(task="classification", train=str(tmp_path / "train.parquet"), text_column="body")
     with pytest.raises(ColumnNotFoundError, match=r"'body' is not in .*train\.parquet; its columns are \['text'"):
         data_module.load_task_data(wrong_text.validate())

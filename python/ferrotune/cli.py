@@ -72,12 +72,15 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_inputs(arguments: argparse.Namespace) -> tuple[list[str], list[str] | None]:
     if arguments.input:
         from .errors import ColumnNotFoundError
-        from .training.data import read_table
+        from .sources import CsvOptions, DataFiles
 
-        table = read_table(arguments.input, arguments.format)
-        for name in filter(None, (arguments.text_column, arguments.text_pair_column)):
-            if name not in table.column_names:
-                raise ColumnNotFoundError(f"column {name!r} is not in {arguments.input}; columns: {table.column_names}")
+        files = DataFiles(arguments.input, arguments.format, CsvOptions(quoting=False))  # as training reads its data
+        wanted = list(filter(None, (arguments.text_column, arguments.text_pair_column)))
+        for _, columns in files.columns():
+            for name in wanted:
+                if name not in columns:
+                    raise ColumnNotFoundError(f"column {name!r} is not in {arguments.input}; columns: {columns}")
+        table = files.read(wanted)
         texts = [str(t) for t in table.column(arguments.text_column).to_pylist()]
         pairs = None
         if arguments.text_pair_column:

@@ -1,139 +1,37 @@
 """Training data: read the files, check columns and labels, and turn examples into batches.
 
-Everything that can be wrong with the data is found in :func:`load_task_data`, before any model is loaded.
+Everything that can be wrong with the data is found in :func:`load_task_data`, before any model is loaded. The
+files are read by :class:`ferrotune.sources.DataFiles` (the streaming loader's sources, read whole).
 Training batches come from ONE function, :func:`build_train_loader`; evaluation batches are length-sorted
 (:func:`build_eval_batches`) so that almost nothing is padded.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ColumnNotFoundError, ConfigError, DataError, DataSourceNotFoundError, LabelError
+from ..errors import (
+    ColumnNotFoundError,
+    ConfigError,
+    DataError,
+    DataSourceError,
+    DataSourceNotFoundError,
+    InvalidArgumentError,
+    LabelError,
+)
+from ..sources import CsvOptions, DataFiles
 from .config import TrainConfig
 from .tasks import CAUSAL_LM, CLASSIFICATION, GLUE_TASKS, REGRESSION, default_metrics
 
-EXTENSIONS = {
-    ".parquet": "parquet",
-    ".arrow": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-}
 LABEL_SENTINEL = -100  # positions the causal-LM loss ignores (transformers' convention)
 # Inputs a model's forward takes from a batch (StreamingLoader's packed batches also carry flash-attention-only keys).
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading files
-
-
-def _format_of(path: Path, format: str | None) -> str:
-    if format:
-        return format
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    if suffixes and suffixes[-1] in EXTENSIONS:
-        return EXTENSIONS[suffixes[-1]]
-    raise ConfigError(f"cannot tell the format of {path} from its extension; pass --format ({', '.join(EXTENSIONS)})")
-
-
-def _data_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and any(s in EXTENSIONS for s in p.suffixes))
-        if not files:
-            raise DataSourceNotFoundError(f"folder {path} holds no data file ({', '.join(EXTENSIONS)})")
-        return files
-    raise DataSourceNotFoundError(f"data path {path} does not exist")
-
-
-def read_table(path: str | Path, format: str | None = None, column_names: tuple[str, ...] | None = None) -> Any:
-    """A file, or every data file of a folder, as one ``pyarrow.Table`` (CSV/TSV read with quoting off, as GLUE
-    needs; ``.gz`` files decompressed)."""
-    return read_source(path, format, column_names)[0]
-
-
-@dataclass
-class Source:
-    """Where a table's rows come from: the path given and, per file, its format and row count; ``where(row)``
-    turns a row of the (concatenated) table into "file line N" for error messages."""
-
-    path: Path
-    files: list[tuple[Path, str, int]]
-    header: bool
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def where(self, row: int) -> str:
-        for file, kind, rows in self.files:
-            if row < rows:
-                if kind in ("jsonl", "csv", "tsv"):
-                    skip = 1 if kind != "jsonl" and self.header else 0
-                    return f"{file} line {_line_of_record(file, row, skip)}"
-                return f"{file} row {row + 1}"
-            row -= rows
-        return f"{self.path} row {row + 1}"  # pragma: no cover - rows beyond the table
-
-
-def _line_of_record(file: Path, row: int, skip: int) -> int:
-    """The line number of the ``row``-th record of a text file (blank lines hold no record; ``skip`` header
-    lines). Only called to report an error, so reading the file again is fine."""
-    import gzip
-
-    opener = gzip.open if file.suffix == ".gz" else open
-    seen = -skip
-    with opener(file, "rt", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                if seen == row:
-                    return number
-                seen += 1
-    return row + 1 + skip  # pragma: no cover - the table came from this file
-
-
-def read_source(path: str | Path, format: str | None = None, column_names: tuple[str, ...] | None = None):
-    """(table, Source): :func:`read_table` plus where each row comes from."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.feather as feather
-    import pyarrow.json as pa_json
-    import pyarrow.parquet as pq
-
-    tables, files = [], []
-    for file in _data_files(Path(path)):
-        kind = _format_of(file, format)
-        try:
-            if kind == "parquet":
-                table = pq.read_table(file)
-            elif kind == "arrow":
-                table = feather.read_table(file)
-            elif kind == "jsonl":
-                table = pa_json.read_json(pa.input_stream(str(file), compression="detect"))
-            else:
-                table = pa_csv.read_csv(
-                    pa.input_stream(str(file), compression="detect"),
-                    read_options=pa_csv.ReadOptions(column_names=list(column_names) if column_names else None),
-                    parse_options=pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", quote_char=False),
-                )
-        except (pa.ArrowInvalid, OSError) as error:
-            raise DataError(f"cannot read {file} as {kind}: {error}") from error
-        tables.append(table)
-        files.append((file, kind, table.num_rows))
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-    except pa.ArrowInvalid as error:
-        raise DataError(f"the files of {path} do not share one schema: {error}") from error
-    return table, Source(Path(path), files, header=column_names is None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +69,30 @@ def _resolve_sources(config: TrainConfig) -> tuple[Path, Path | None, tuple[str,
         if not evaluation.is_file():
             evaluation = None
     assert train is not None  # TrainConfig.validate() requires it
+    for path in filter(None, (train, evaluation)):
+        if not path.exists():
+            raise DataSourceNotFoundError(f"data path {path} does not exist")
     return train, evaluation, preset.column_names if preset else None
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """The sources' errors as training errors: unreadable data is a DataError, an unusable option a ConfigError."""
+    try:
+        yield
+    except DataSourceNotFoundError:
+        raise
+    except DataSourceError as error:
+        raise DataError(str(error)) from error
+    except InvalidArgumentError as error:
+        raise ConfigError(str(error)) from error
+
+
+def _open(path: Path, config: TrainConfig, column_names: tuple[str, ...] | None) -> DataFiles:
+    """A file or folder of data; CSV/TSV read with quoting off, as GLUE needs (its TSVs hold bare quotes)."""
+    csv = CsvOptions(quoting=False, has_header=column_names is None, column_names=column_names)
+    with _reading():
+        return DataFiles(path, config.format, csv)
 
 
 def _first(mask: Any) -> int:
@@ -181,13 +102,13 @@ def _first(mask: Any) -> int:
     return int(pc.index(mask, True).as_py())
 
 
-def _column(table: Any, name: str, role: str, source: Source) -> Any:
+def _column(table: Any, name: str, role: str, source: DataFiles) -> Any:
     if name not in table.column_names:
         raise ColumnNotFoundError(f"{role} column {name!r} is not in {source}; its columns are {table.column_names}")
     return table.column(name)
 
 
-def _text_column(table: Any, name: str, role: str, source: Source) -> Any:
+def _text_column(table: Any, name: str, role: str, source: DataFiles) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -202,7 +123,7 @@ def _text_column(table: Any, name: str, role: str, source: Source) -> Any:
     return column
 
 
-def _label_ids(column: Any, label_names: list[str] | None, source: Source, name: str) -> tuple[Any, list[str]]:
+def _label_ids(column: Any, label_names: list[str] | None, source: DataFiles, name: str) -> tuple[Any, list[str]]:
     """Class ids (int64) from a column of ids or of label names; every label must be in the label set."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -239,12 +160,26 @@ def _label_ids(column: Any, label_names: list[str] | None, source: Source, name:
     return ids.combine_chunks(), list(names)
 
 
-def _examples(table: Any, config: TrainConfig, source: Source, label_names: list[str] | None, limit: int | None):
+def _wanted_columns(config: TrainConfig) -> dict[str, str]:
+    """The columns the task reads, by role: the options', else the preset's, else the defaults."""
+    preset = GLUE_TASKS.get(config.task)
+    wanted = {"text": config.text_column or (preset.text_column if preset else "text")}
+    pair = config.text_pair_column or (preset.text_pair_column if preset else None)
+    if pair:
+        wanted["text pair"] = pair
+    if config.kind != CAUSAL_LM:
+        wanted["label"] = config.label_column or (preset.label_column if preset else "label")
+    return wanted
+
+
+def _examples(config: TrainConfig, source: DataFiles, label_names: list[str] | None, limit: int | None):
     import pyarrow as pa
     import pyarrow.compute as pc
 
     preset = GLUE_TASKS.get(config.task)
     kind = config.kind
+    with _reading():
+        table = source.read(list(dict.fromkeys(_wanted_columns(config).values())))
     if limit is not None:
         table = table.slice(0, limit)
     if table.num_rows == 0:
@@ -272,64 +207,31 @@ def _examples(table: Any, config: TrainConfig, source: Source, label_names: list
     return pa.table(columns), label_names
 
 
-def _header_columns(file: Path, kind: str, column_names: tuple[str, ...] | None) -> list[str] | None:
-    """A file's column names from its schema or header line, without reading its rows (None: not known cheaply,
-    as for JSONL, whose later lines may add keys)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        if kind == "parquet":
-            return list(pq.read_schema(file).names)
-        if kind == "arrow":
-            with pa.memory_map(str(file)) as source:
-                return list(pa.ipc.open_file(source).schema.names)
-        if kind in ("csv", "tsv"):
-            if column_names:
-                return list(column_names)
-            import gzip
-
-            opener = gzip.open if file.suffix == ".gz" else open
-            with opener(file, "rt", encoding="utf-8-sig", errors="replace") as handle:
-                header = handle.readline().rstrip("\r\n")
-            return header.split("\t" if kind == "tsv" else ",")
-    except (pa.ArrowInvalid, OSError, ValueError):
-        return None  # the full read reports it
-    return None
-
-
-def check_columns(config: TrainConfig) -> None:
-    """The configured columns must be in every data file: checked from the schemas and header lines alone, so that a
-    wrong column name fails at once, before any large file is read."""
-    preset = GLUE_TASKS.get(config.task)
-    train_path, eval_path, column_names = _resolve_sources(config)
-    wanted = {"text": config.text_column or (preset.text_column if preset else "text")}
-    pair = config.text_pair_column or (preset.text_pair_column if preset else None)
-    if pair:
-        wanted["text pair"] = pair
-    if config.kind != CAUSAL_LM:
-        wanted["label"] = config.label_column or (preset.label_column if preset else "label")
-    for path in filter(None, (train_path, eval_path)):
-        for file in _data_files(path):
-            columns = _header_columns(file, _format_of(file, config.format), column_names)
-            for role, name in wanted.items():
-                if columns is not None and name not in columns:
-                    raise ColumnNotFoundError(f"{role} column {name!r} is not in {file}; its columns are {columns}")
+def check_columns(files: DataFiles, wanted: dict[str, str]) -> None:
+    """The configured columns must be in every data file: checked from the schemas and header lines (a JSONL file's
+    first record) alone, so that a wrong column name fails at once, before any large file is parsed."""
+    with _reading():
+        columns_of_files = files.columns()
+    for file, columns in columns_of_files:
+        for role, name in wanted.items():
+            if name not in columns:
+                raise ColumnNotFoundError(f"{role} column {name!r} is not in {file}; its columns are {columns}")
 
 
 def load_task_data(config: TrainConfig) -> TaskData:
     """Reads and checks the training and evaluation data of ``config`` (raises a DataError subclass)."""
-    check_columns(config)
     preset = GLUE_TASKS.get(config.task)
     train_path, eval_path, column_names = _resolve_sources(config)
+    train_files = _open(train_path, config, column_names)
+    eval_files = _open(eval_path, config, column_names) if eval_path is not None else None
+    for files in filter(None, (train_files, eval_files)):
+        check_columns(files, _wanted_columns(config))
     label_names = config.label_names or (list(preset.label_names) if preset and preset.label_names else None)
-    table, source = read_source(train_path, config.format, column_names)
-    train, label_names = _examples(table, config, source, label_names, config.max_train_examples)
+    train, label_names = _examples(config, train_files, label_names, config.max_train_examples)
     evaluation = None
-    if eval_path is not None:
+    if eval_files is not None:
         # The evaluation labels must belong to the training label set: same names, same ids.
-        table, source = read_source(eval_path, config.format, column_names)
-        evaluation, _ = _examples(table, config, source, label_names, config.max_eval_examples)
+        evaluation, _ = _examples(config, eval_files, label_names, config.max_eval_examples)
     if config.kind == CLASSIFICATION and len(label_names or []) < 2:
         raise LabelError(f"classification needs at least 2 labels; {train_path} has {label_names}")
     if preset:
