@@ -41,7 +41,7 @@ def test_causal_lm_with_packing_and_lora(tmp_path):
 def test_packed_mask_keeps_documents_apart():
     import torch
     import transformers
-    from ferrotune.training.data import packed_causal_mask
+    from ferrotune.training.tasks.causal_lm import packed_causal_mask
 
     # A small random GPT-2: logits of two packed documents must equal those of each document alone.
     config = transformers.AutoConfig.from_pretrained(tiny_gpt2_dir())

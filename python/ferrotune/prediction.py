@@ -21,7 +21,7 @@ from .errors import CheckpointError, ConfigError, InvalidInputError, ModelFileNo
 from .training.card import base_model_reference
 from .training.loop import CONFIG_FILE, TASK_FILE
 from .training.modeling import TOKENIZER_FILES, check_model_folder, load_tokenizer, quiet_transformers
-from .training.tasks import CAUSAL_LM, REGRESSION
+from .training.tasks import task_for
 
 
 def read_task(model_dir: Path) -> dict[str, Any]:
@@ -73,20 +73,17 @@ def load_trained(model_dir: str | os.PathLike[str],
 
     import transformers
 
-    if task["kind"] == CAUSAL_LM:
-        raise ConfigError("predict classifies texts; this folder holds a causal language model")
-    labels = task["label_names"]
-    head = {"num_labels": 1 if task["kind"] == REGRESSION else len(labels)}
-    if labels:
-        head.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    trained = task_for(task["kind"])  # the Task: its model class and head
+    trained.check_predicts()
+    model_class = getattr(transformers, trained.model_class)
     with quiet_transformers():
         if (model_dir / "adapter_config.json").is_file():
             from peft import PeftModel
 
-            base = transformers.AutoModelForSequenceClassification.from_pretrained(base_path, **head)
+            base = model_class.from_pretrained(base_path, **trained.model_options(task["label_names"]))
             model = PeftModel.from_pretrained(base, model_dir)
         else:
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir)
+            model = model_class.from_pretrained(model_dir)
     return model.eval(), load_tokenizer(model_dir), task
 
 
@@ -111,16 +108,6 @@ def predict_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str
     return outputs
 
 
-def _as_pipeline(outputs: np.ndarray, task: dict[str, Any]) -> list[dict[str, Any]]:
-    if task["kind"] == REGRESSION:
-        return [{"label": "score", "score": float(row[0])} for row in outputs]
-    shifted = outputs - outputs.max(axis=1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    best = probabilities.argmax(axis=1)
-    names = task["label_names"]
-    return [{"label": names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
-
-
 def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pairs: str | list[str] | None = None, *,
             batch_size: int = 64, max_length: int | None = None,
             base_model: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -134,7 +121,7 @@ def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pair
     model, tokenizer, task = load_trained(model_dir, base_model)
     logits = predict_logits(model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs),
                             batch_size=batch_size, max_length=max_length or task.get("max_length", 512))  # fmt: skip
-    return _as_pipeline(logits, task)
+    return task_for(task["kind"]).predictions(logits, task["label_names"])
 
 
 def merge(model_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],

@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .modeling import DEFAULT_MODEL_NAME, DEFAULT_MODEL_PACKAGE, hub_name, is_default_package_model
-from .tasks import CAUSAL_LM, GLUE_TASKS, REGRESSION
+from .tasks import GLUE_TASKS
 
 CARD_FILE = "README.md"
 
@@ -61,14 +61,11 @@ def _hyperparameters(config: TrainConfig) -> list[str]:
 
 
 def _usage(config: TrainConfig, data: Any, base: str, folder_name: str) -> list[str]:
-    if config.kind == CAUSAL_LM:
-        auto = "AutoModelForCausalLM"
-        head = ""
-    else:
-        auto = "AutoModelForSequenceClassification"
-        head = f", num_labels={1 if config.kind == REGRESSION else len(data.label_names or [])}"
+    auto = data.task.model_class
+    num_labels = data.task.num_labels(data.label_names)
+    head = "" if num_labels is None else f", num_labels={num_labels}"
     lines = ["```python"]
-    if config.kind != CAUSAL_LM:
+    if data.task.predicts:
         pair = ', ["its second text"]' if "text_pair" in data.train.column_names else ""
         lines += ["import ferrotune", "", f'ferrotune.predict("{folder_name}", ["a text to classify"]{pair})', ""]
         lines += ["# or with transformers" + (" and PEFT" if config.use_lora else "")]
@@ -96,7 +93,7 @@ def model_card(config: TrainConfig, data: Any, reference: dict[str, str], folder
                metrics: dict[str, float], step: int | None, best: bool) -> str:  # fmt: skip
     """README.md of a trained folder (the output folder, or its best/ when ``best``)."""
     base = reference.get("base_model_name") or reference["base_model"]
-    pipeline = "text-generation" if config.kind == CAUSAL_LM else "text-classification"
+    pipeline = data.task.pipeline_tag
     front = ["---", f"library_name: {'peft' if config.use_lora else 'transformers'}"]
     hub = reference.get("base_model_name") or (reference["base_model"] if "base_model_package" in reference else None)
     if hub:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .tasks import CAUSAL_LM, CLASSIFICATION, GLUE_TASKS, KINDS, TASKS
+from .tasks import GLUE_TASKS, KINDS, TASKS, task_for
 
 FORMATS = ("parquet", "arrow", "jsonl", "csv", "tsv")
 LOG_MODES = ("bar", "quiet", "json")
@@ -95,7 +95,7 @@ class TrainConfig:
 
     @property
     def use_packing(self) -> bool:
-        return self.kind == CAUSAL_LM if self.packing is None else self.packing
+        return task_for(self.kind).packs_documents if self.packing is None else self.packing
 
     def model_path(self) -> Path:
         if self.model:
@@ -154,12 +154,7 @@ class TrainConfig:
             raise ConfigError(f"--data-dir is for the GLUE presets ({', '.join(GLUE_TASKS)}); use --train/--eval")
         elif not self.train:
             raise ConfigError(f"task {self.task!r} needs --train (a file or folder of training data)")
-        if self.use_packing and self.kind != CAUSAL_LM:
-            raise ConfigError("packing is for causal-lm only: classification examples cannot share a row")
-        if self.kind == CAUSAL_LM and (self.text_pair_column or self.label_names):
-            raise ConfigError("causal-lm trains on one text column: text_pair_column and label_names do not apply")
-        if self.kind != CLASSIFICATION and self.label_names:
-            raise ConfigError(f"label_names only apply to classification, not {self.kind}")
+        task_for(self.kind).check_config(self)  # what the task cannot honour (packing, label names, ...)
         return self
 
     # ------------------------------------------------------------------------------------------

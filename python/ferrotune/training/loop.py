@@ -25,18 +25,8 @@ from ..errors import CheckpointError, ConfigError
 from . import checkpoint as ckpt
 from .card import CARD_FILE, base_model_reference, model_card
 from .config import TrainConfig
-from .data import (
-    LABEL_SENTINEL,
-    TaskData,
-    batch_tokens,
-    build_eval_batches,
-    build_train_loader,
-    load_task_data,
-    loss_items,
-    model_inputs,
-    prepare_batch,
-)
-from .metrics import compute_metrics, is_better
+from .data import TaskData, batch_tokens, build_eval_batches, load_task_data, model_inputs
+from .metrics import is_better
 from .modeling import (
     TOKENIZER_FILES,
     build_model,
@@ -47,7 +37,7 @@ from .modeling import (
     quiet_transformers,
 )
 from .report import METRICS_FILE, RunLog, plot_metrics, read_metrics
-from .tasks import CAUSAL_LM, CLASSIFICATION, REGRESSION
+from .tasks import Task
 
 TASK_FILE = "ferrotune_task.json"  # what predict needs besides the weights: task kind, labels, base model
 CONFIG_FILE = "train_config.json"  # the config used (accepted back by --config)
@@ -84,24 +74,9 @@ def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[st
 # Loss and evaluation
 
 
-def summed_loss(model: Any, batch: dict, kind: str) -> Any:
+def summed_loss(model: Any, batch: dict, task: Task) -> Any:
     """The loss SUMMED over the batch's examples (tokens for causal LM): normalised later by the whole step's count."""
-    return loss_of_logits(model(**model_inputs(batch)).logits, batch["labels"], kind)
-
-
-def loss_of_logits(logits: Any, labels: Any, kind: str) -> Any:
-    import torch.nn.functional as F
-
-    logits = logits.float()
-    if kind == CLASSIFICATION:
-        return F.cross_entropy(logits, labels, reduction="sum")
-    if kind == REGRESSION:
-        return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
-    # Causal LM: token t predicts token t+1.
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-        ignore_index=LABEL_SENTINEL, reduction="sum",
-    )  # fmt: skip
+    return task.loss(model(**model_inputs(batch)).logits, batch["labels"])
 
 
 def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -> dict[str, float]:
@@ -109,6 +84,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
     import torch
     from accelerate.utils import gather_object
 
+    task = data.task
     # The unwrapped model: DDP's forward syncs buffers collectively, and ranks may hold different batch counts here.
     model = accelerator.unwrap_model(model)
     model.eval()
@@ -117,20 +93,22 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
         for indices, batch in eval_batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             logits = model(**model_inputs(batch)).logits
-            loss = loss_of_logits(logits, batch["labels"], data.kind).item()
-            kept = None if data.kind == CAUSAL_LM else logits.float().cpu().numpy()  # LM logits are not needed
-            local.append((indices, loss, loss_items(batch, data.kind), kept, batch["labels"].cpu().numpy()))
+            loss = task.loss(logits, batch["labels"]).item()
+            kept = task.eval_outputs(logits)  # what the metrics need of the logits (None: the loss is enough)
+            labels = None if kept is None else batch["labels"].cpu().numpy()
+            local.append((indices, loss, task.loss_items(batch), kept, labels))
     model.train()
     gathered = gather_object(local) if accelerator.num_processes > 1 else local
     total_loss, total_items = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
     results = {"eval_loss": total_loss / max(total_items, 1)}
-    if data.kind == CAUSAL_LM:
-        results["eval_perplexity"] = math.exp(min(results["eval_loss"], 50.0))
-        return results
-    order = np.argsort(np.concatenate([g[0] for g in gathered]), kind="stable")  # back to file order
-    logits = np.concatenate([g[3] for g in gathered])[order]
-    labels = np.concatenate([g[4] for g in gathered])[order]
-    results.update({f"eval_{k}": v for k, v in compute_metrics(data.metrics, logits, labels).items()})
+    outputs = labels = None
+    with_outputs = [g for g in gathered if g[3] is not None]
+    if with_outputs:
+        order = np.argsort(np.concatenate([g[0] for g in with_outputs]), kind="stable")  # back to file order
+        outputs = np.concatenate([g[3] for g in with_outputs])[order]
+        labels = np.concatenate([g[4] for g in with_outputs])[order]
+    metrics = task.metrics(data.metrics, results["eval_loss"], outputs, labels)
+    results.update({f"eval_{k}": v for k, v in metrics.items()})
     return results
 
 
@@ -262,9 +240,10 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     set_seed(config.seed)  # Python, NumPy and torch: the new head's initialisation, LoRA's, dropout
 
     tokenizer = load_tokenizer(model_path)
-    model = build_model(config, model_path, data.label_names, tokenizer)
-    train_loader = build_train_loader(config, tokenizer, data.train, rank, world)
-    eval_batches = build_eval_batches(config, tokenizer, data.eval, rank, world) if data.eval is not None else []
+    task = data.task  # what differs between kinds of training: model class, batches, loss, metrics
+    model = build_model(config, task, model_path, data.label_names, tokenizer)
+    train_loader = task.train_loader(config, tokenizer, data.train, rank, world)
+    eval_batches = build_eval_batches(config, task, tokenizer, data.eval, rank, world) if data.eval is not None else []
 
     # Optimizer steps per epoch: every process must take the same number (DDP syncs at each), so each epoch stops
     # at the smallest batch count over the processes (packed batches can differ by one or two between ranks).
@@ -378,11 +357,11 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 # The epoch's last step may have fewer micro-batches; batches beyond the common count are skipped.
                 remaining = batch_counts[epoch] - (step - epoch_start) * accumulation
                 window = list(itertools.islice(batches, min(accumulation, remaining)))
-                window = [prepare_batch(b, data.kind, accelerator.device) for b in window]
+                window = [task.prepare_batch(b, accelerator.device) for b in window]
                 # Normalise by the real count of the whole step (all micro-batches, all processes): the gradient
                 # is then that of the mean over every example/token, whatever the batch composition.
                 real, padded = zip(*(batch_tokens(b) for b in window))
-                items = sum(loss_items(b, data.kind) for b in window)
+                items = sum(task.loss_items(b) for b in window)
                 counts = torch.tensor([items, sum(real), sum(padded)], device=accelerator.device)
                 items, real_tokens, padded_tokens = accelerator.reduce(counts, reduction="sum").tolist()
                 # accelerator.backward divides by the accumulation steps and DDP averages over processes: undo both.
@@ -391,7 +370,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 for i, batch in enumerate(window):
                     last = i == len(window) - 1
                     with contextlib.nullcontext() if last else accelerator.no_sync(model):
-                        loss = summed_loss(model, batch, data.kind)
+                        loss = summed_loss(model, batch, task)
                         accelerator.backward(loss * scale)
                     step_loss += loss.detach()
                 grad_norm = None

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, ModelFileNotFoundError, TokenizerFileError
 from .config import TrainConfig
-from .tasks import CAUSAL_LM, REGRESSION
+from .tasks import Task
 
 WEIGHT_FILES = (
     "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
@@ -123,39 +123,28 @@ def auto_lora_targets(model: Any) -> list[str]:
     raise ConfigError(f"cannot pick LoRA target modules for {type(model).__name__}; pass --lora-targets")
 
 
-def base_model(config: TrainConfig, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
+def base_model(task: Task, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
+    """The task's model class (``AutoModelForSequenceClassification``, ...) loaded from ``path`` with its head."""
     import transformers
 
-    if config.kind == CAUSAL_LM:
-        model = transformers.AutoModelForCausalLM.from_pretrained(path)
-    else:
-        num_labels = 1 if config.kind == REGRESSION else len(label_names or [])
-        extra = {} if label_names is None else {
-            "id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)},
-        }  # fmt: skip
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=num_labels,
-            problem_type="regression" if config.kind == REGRESSION else "single_label_classification",
-            **extra,
-        )
+    model = getattr(transformers, task.model_class).from_pretrained(path, **task.model_options(label_names))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def build_model(config: TrainConfig, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
+def build_model(config: TrainConfig, task: Task, path: Path, label_names: list[str] | None, tokenizer: Any) -> Any:
     """The base model, wrapped in a PEFT LoRA model unless ``lora_r`` is 0 (full fine-tuning).
 
     For classification PEFT's SEQ_CLS task type also trains (and saves) the new classification head."""
     with quiet_transformers():
-        model = base_model(config, path, label_names, tokenizer)
+        model = base_model(task, path, label_names, tokenizer)
         if not config.use_lora:
             return model
-        return _with_lora(config, model)
+        return _with_lora(config, task, model)
 
 
-def _with_lora(config: TrainConfig, model: Any) -> Any:
+def _with_lora(config: TrainConfig, task: Task, model: Any) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = config.lora_targets or auto_lora_targets(model)
@@ -164,7 +153,7 @@ def _with_lora(config: TrainConfig, model: Any) -> Any:
     if missing:
         raise ConfigError(f"LoRA targets {missing} are not module names of {type(model).__name__}")
     lora = LoraConfig(
-        task_type=TaskType.CAUSAL_LM if config.kind == CAUSAL_LM else TaskType.SEQ_CLS,
+        task_type=getattr(TaskType, task.peft_task_type),
         r=config.lora_r,
         lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
         lora_dropout=config.lora_dropout,

@@ -1,14 +1,10 @@
-"""Task kinds and the GLUE presets: which TSV columns hold the text and the label, the label names, the metrics."""
+"""The GLUE presets (data, not code): which TSV columns hold the text and the label, the label names, the metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The kinds of training ferrotune knows: what the model head is and how the loss is computed.
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-CAUSAL_LM = "causal-lm"
-KINDS = (CLASSIFICATION, REGRESSION, CAUSAL_LM)
+from .classification import CLASSIFICATION, REGRESSION
 
 
 @dataclass(frozen=True)
@@ -43,16 +39,3 @@ GLUE_TASKS = {
         "stsb", "STS-B", REGRESSION, "sentence1", "sentence2", "score", None, ("pearson", "spearman"), "pearson"
     ),
 }  # fmt: skip
-
-TASKS = (*GLUE_TASKS, *KINDS)
-
-
-def default_metrics(kind: str, num_labels: int | None) -> tuple[tuple[str, ...], str]:
-    """Metrics (and the main one) for a task without a preset."""
-    if kind == REGRESSION:
-        return ("pearson", "spearman"), "pearson"
-    if kind == CLASSIFICATION:
-        if num_labels == 2:
-            return ("accuracy", "f1"), "accuracy"
-        return ("accuracy",), "accuracy"
-    return ("perplexity",), "perplexity"
