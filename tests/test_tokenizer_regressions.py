@@ -106,7 +106,7 @@ def test_flattening_collator_on_arrow_inputs():
                 assert got[key] == want[key], key
     with pytest.raises(ferrotune.EmptyBatchError):
         ours(table.slice(0, 0))
-    with pytest.raises(ferrotune.InvalidInputError, match="no 'input_ids'"):
+    with pytest.raises(ferrotune.InvalidInputError, match=r"includes input_ids, but you provided \['ids'\]"):
         ours(pa.table({"ids": [[1]]}))
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "collate_examples",
     "mask_tokens",
     "CollatePlan",
     "index_line_rows",
@@ -48,15 +47,6 @@ class Tokenizer:
         return_overflowing_tokens: bool = False,
         return_length: bool = False,
     ) -> dict[str, Any]: ...
-    def pad(
-        self,
-        columns: list[tuple[str, Any, int]],
-        *,
-        padding: str = "longest",
-        max_length: int | None = None,
-        pad_to_multiple_of: int | None = None,
-        padding_side: str = "right",
-    ) -> list[tuple[str, _Int64Array, _Int64Array, int | None]]: ...
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
     def decode_batch(self, sequences: list[list[int]], skip_special_tokens: bool = False) -> list[str]: ...
     def token_to_id(self, token: str) -> int | None: ...
@@ -84,17 +74,12 @@ class CollatePlan:
     def arrow(self, batch: Any) -> _Collated: ...
     def examples_dict(self, features: Any, convert: Any = None) -> tuple[dict[str, Any], list[str]]: ...
     def arrow_dict(self, batch: Any, convert: Any = None) -> tuple[dict[str, Any], list[str]]: ...
+    def columns(self, columns: dict[str, Any]) -> _Collated: ...
+    def flatten(
+        self, features: Any, *, separator_id: int = ..., position_ids_start: int = 0
+    ) -> tuple[_Int64Array, _Int64Array, _Int64Array, npt.NDArray[np.int32], int]:
+        """``separator_id`` defaults to -100 (PyO3 cannot show a negative default)."""
 
-def collate_examples(
-    features: Any,
-    pad_values: list[tuple[str, int]],
-    create_attention_mask: bool,
-    padding: str,
-    max_length: int | None,
-    pad_to_multiple_of: int | None,
-    padding_side: str,
-    independent: list[tuple[str, int, str, int | None]] = ...,
-) -> _Collated: ...
 def _panic_in_next_call(on: bool = True) -> None:
     """Test hook: the next guarded core call panics (it must come back as InternalError)."""
 

@@ -12,7 +12,6 @@ in Rust: no Python object per example or per token.
 
 from __future__ import annotations
 
-import functools
 import multiprocessing as mp
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from . import _core
 from . import padding as _padding
 from .batch_encoding import BatchEncoding, Column, convert_value
 from .errors import EmptyBatchError, InvalidArgumentError, InvalidInputError
-from .sources import arrow_column
 
 __all__ = [
     "DataCollatorForLanguageModeling",
@@ -98,18 +96,6 @@ def _as_arrow_batch(features: Any) -> Any | None:
     return None
 
 
-def _flat_arrow(batch: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Column ``key`` of an Arrow record batch as flat int64 values and row starts, read by the same Rust
-    list reader as the streaming loader (offsets, slices, nulls and value types checked there)."""
-    import pyarrow as pa
-
-    if key not in batch.schema.names:
-        raise InvalidInputError(f"the batch has no '{key}' column; its columns are {batch.schema.names}")
-    column = arrow_column(pa.Table.from_batches([batch]), key, "ids")
-    ids, starts, _ = _core.TokenRows.from_arrow(column, column=key).ragged()
-    return ids, starts
-
-
 def _examples(features: Any) -> Any:
     """A list of per-example mappings from a list/tuple of examples or a dict of lists (a datasets slice)."""
     if isinstance(features, Mapping):
@@ -147,12 +133,14 @@ def _make_plan(
     padding: Any,
     max_length: int | None,
     pad_to_multiple_of: int | None,
-    independent: list[tuple[str, int, str, int | None]],
+    independent: tuple[tuple[str, int, str, int | None], ...],
 ) -> Any:
     strategy, length = _padding_strategy(padding, max_length, tokenizer)
     multiple = _padding.check_multiple(pad_to_multiple_of)
     pad_values, create_mask = _pad_values(tokenizer, strategy)
-    return _core.CollatePlan(pad_values, create_mask, strategy, length, multiple, _padding_side(tokenizer), independent)
+    return _padding.collation_plan(
+        tuple(pad_values), create_mask, strategy, length, multiple, _padding_side(tokenizer), tuple(independent)
+    )
 
 
 class _PlanCache:
@@ -175,7 +163,7 @@ class _PlanCache:
         key = _settings_key(tokenizer, return_tensors, padding, max_length, pad_to_multiple_of, independent)
         if key != self._plan_key:
             checked = _check_return_tensors(return_tensors)
-            plan = _make_plan(tokenizer, padding, max_length, pad_to_multiple_of, list(independent))
+            plan = _make_plan(tokenizer, padding, max_length, pad_to_multiple_of, independent)
             self._plan_value = (plan, checked, _torch().from_numpy if checked == "pt" else None)
             self._plan_key = key
         return self._plan_value
@@ -497,17 +485,17 @@ class DataCollatorForLanguageModeling(_PlanCache):
                 f" ({type(self.tokenizer).__name__}) does not have a pad token."
             )
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        columns = _core.collate_examples(
-            [{"input_ids": e} for e in examples],
-            [("input_ids", int(pad_id))],
-            False,
-            "longest",
-            None,
-            multiple,
-            _padding_side(self.tokenizer),
+        plan = _padding.collation_plan(
+            (("input_ids", int(pad_id)),), False, "longest", None, multiple, _padding_side(self.tokenizer)
         )
-        _, kind, data, starts = columns[0]
+        _, kind, data, starts = plan.examples([{"input_ids": e} for e in examples])[0]
         return kind, data, starts
+
+
+# Flattening reads the ids and, when the batch has them, the labels, as they are (nothing is padded).
+_FLATTENING_PLAN = _padding.collation_plan(
+    (("input_ids", 0),), False, "do_not_pad", None, None, "right", (("labels", -100, "do_not_pad", None),)
+)
 
 
 class DataCollatorWithFlattening:
@@ -542,14 +530,6 @@ class DataCollatorWithFlattening:
             f"position_ids_start={self.position_ids_start})"
         )
 
-    def _flat(self, features: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
-        _, kind, data, starts = _core.collate_examples(
-            [{key: f[key]} for f in features], [(key, 0)], False, "do_not_pad", None, None, "right"
-        )[0]
-        if kind == "padded":  # every row empty
-            return data.reshape(-1), np.zeros(len(features) + 1, dtype=np.int64)
-        return data, starts
-
     def __call__(self, features: Any, return_tensors: str | None = None, separator_id: int | None = None) -> dict:
         return_tensors = self.return_tensors if return_tensors is None else return_tensors
         if return_tensors not in _RETURN_TENSORS:
@@ -557,48 +537,23 @@ class DataCollatorWithFlattening:
                 f'return_tensors must be one of ("pt", "np"), return_tensors={return_tensors!r} not supported'
             )
         separator_id = self.separator_id if separator_id is None else separator_id
-        arrow = _as_arrow_batch(features)
-        if arrow is not None:
-            import pyarrow as pa
-
-            arrow = pa.record_batch(arrow)
-            if arrow.num_rows == 0:
+        batch_or_examples = _as_arrow_batch(features)
+        if batch_or_examples is None:
+            batch_or_examples = _examples(features)
+            if not isinstance(batch_or_examples, (list, tuple)) or not batch_or_examples:
                 raise EmptyBatchError("the batch is empty: a collator needs at least one example")
-            flat = functools.partial(_flat_arrow, arrow)
-            count, has_labels = arrow.num_rows, "labels" in arrow.schema.names
-        else:
-            features = _examples(features)
-            if not isinstance(features, (list, tuple)) or not features:
-                raise EmptyBatchError("the batch is empty: a collator needs at least one example")
-            flat = functools.partial(self._flat, features)
-            count, has_labels = len(features), "labels" in features[0]
-        ids, starts = flat("input_ids")
-        lengths = np.diff(starts)
-        batch: dict[str, Any] = {"input_ids": ids}
-        if has_labels:
-            source, label_starts = flat("labels")
-        else:
-            source, label_starts = ids, starts
-        # per example: [separator_id] + labels[1:]; an empty example still contributes its separator
-        label_lengths = np.diff(label_starts)
-        pieces_len = np.maximum(label_lengths, 1)
-        labels = np.empty(int(pieces_len.sum()), dtype=np.int64)
-        out_starts = np.concatenate([[0], np.cumsum(pieces_len)])
-        positions = np.arange(len(labels)) - np.repeat(out_starts[:-1], pieces_len)
-        source_index = np.repeat(label_starts[:-1], pieces_len) + positions
-        valid = positions > 0
-        labels[valid] = source[source_index[valid]]
-        labels[~valid] = separator_id
-        batch["labels"] = labels
+        ids, labels, position_ids, cu_seq_lens, longest = _FLATTENING_PLAN.flatten(
+            batch_or_examples, separator_id=separator_id, position_ids_start=self.position_ids_start
+        )
+        lengths = np.diff(cu_seq_lens)
+        batch: dict[str, Any] = {"input_ids": ids, "labels": labels}
         if self.return_position_ids:
-            batch["position_ids"] = self.position_ids_start + (np.arange(len(ids)) - np.repeat(starts[:-1], lengths))
+            batch["position_ids"] = position_ids
         if self.return_seq_idx:
-            batch["seq_idx"] = np.repeat(np.arange(count), lengths).astype(np.int32)
+            batch["seq_idx"] = np.repeat(np.arange(len(lengths)), lengths).astype(np.int32)
         if self.return_flash_attn_kwargs:
-            cu = starts.astype(np.int32)
-            batch["cu_seq_lens_q"] = cu
-            batch["cu_seq_lens_k"] = cu.copy()
-            longest = int(lengths.max()) if len(lengths) else 0
+            batch["cu_seq_lens_q"] = cu_seq_lens
+            batch["cu_seq_lens_k"] = cu_seq_lens.copy()
             batch["max_length_q"] = batch["max_length_k"] = longest
         for key in ("input_ids", "labels", "position_ids", "seq_idx"):
             if key in batch:

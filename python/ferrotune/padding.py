@@ -2,16 +2,19 @@
 
 The tokenizer (``__call__``, ``pad``), the collators, ``StreamingLoader`` and ``tokenize_dataset`` all use
 these: the strategy names and their one parser, the "no length known" sentinel of ``model_max_length``,
-``pad_to_multiple_of`` and padding-side checks, and the pad value of every key ``tokenizer.pad`` pads.
-The widths and the padding itself are decided in the Rust core.
+``pad_to_multiple_of`` and padding-side checks, the pad value of every key ``tokenizer.pad`` pads, and
+``collation_plan``, the one way to the Rust core's collation plan (``tokenizer.pad`` and every collator go
+through it). The widths and the padding itself are decided in the Rust core.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "check_max_length",
     "check_multiple",
     "check_padding_side",
+    "collation_plan",
     "known_max_length",
     "no_pad_token_error",
     "pad_values",
@@ -119,3 +123,30 @@ def pad_values(tokenizer: Any) -> dict[str, int]:
         "special_tokens_mask": 1,
         "attention_mask": 0,
     }
+
+
+@functools.lru_cache(maxsize=64)
+def collation_plan(
+    pad_values: tuple[tuple[str, int], ...],
+    create_attention_mask: bool,
+    strategy: str,
+    max_length: int | None,
+    pad_to_multiple_of: int | None,
+    padding_side: str,
+    independent: tuple[tuple[str, int, str, int | None], ...] = (),
+) -> Any:
+    """The Rust core's collation plan for resolved settings (built once per distinct setting).
+
+    ``pad_values``: the keys padded together with the model's main input (first) and their pad values;
+    ``create_attention_mask``: make an all-ones ``attention_mask`` when the batch has none; ``independent``:
+    ``(key, pad_value, mode, max_length)`` of keys padded on their own terms, ``mode`` being ``"main"`` (the main
+    input's width) or a padding strategy (seq2seq labels)."""
+    return _core.CollatePlan(
+        list(pad_values),
+        create_attention_mask,
+        strategy,
+        max_length,
+        pad_to_multiple_of,
+        padding_side,
+        list(independent),
+    )

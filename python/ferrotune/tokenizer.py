@@ -619,20 +619,20 @@ class Tokenizer:
         pad_values = _padding.pad_values(self)
         if not with_attention:
             del pad_values["attention_mask"]
-        specs: list[tuple[str, Any, int]] = [(main, encoded_inputs[main], pad_values[main])]
-        for key, value in encoded_inputs.items():
-            if key != main and key in pad_values:
-                specs.append((key, value, pad_values[key]))
-        if with_attention and "attention_mask" not in encoded_inputs:
-            specs.append(("attention_mask", None, 0))
-        padded = self._core.pad(
-            specs,
-            padding=padding_strategy,
-            max_length=int(max_length) if padding_strategy == "max_length" else None,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=side,
+        plan = _padding.collation_plan(
+            tuple(pad_values.items()),
+            with_attention,
+            padding_strategy,
+            int(max_length) if padding_strategy == "max_length" else None,
+            pad_to_multiple_of,
+            side,
         )
-        padded_columns = {key: Column(values, starts, width) for key, values, starts, width in padded}
+        padded_columns = {
+            name: _padded_column(kind, data, starts)
+            for name, kind, data, starts in plan.columns(
+                {key: value for key, value in encoded_inputs.items() if key == main or key in pad_values}
+            )
+        }
         columns: dict[str, Any] = {}
         for key, value in encoded_inputs.items():
             columns[key] = padded_columns.get(key, value)
@@ -643,6 +643,14 @@ class Tokenizer:
         if return_tensors == "arrow":
             return _record_batch(columns)
         return build_output(columns, return_tensors)
+
+
+def _padded_column(kind: str, data: np.ndarray, starts: np.ndarray | None) -> Column:
+    """A column of the collation plan's output: a ``rows x width`` matrix ("padded") or ragged rows."""
+    if kind == "padded":
+        rows, width = data.shape
+        return Column(data.reshape(-1), np.arange(rows + 1, dtype=np.int64) * width, width)
+    return Column(data, starts, None)
 
 
 def _list_of_dicts_to_dict(examples: Any) -> dict[str, list[Any]]:

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use ferrotune_core::engine::{EngineChoice, TruncationStrategy};
-use ferrotune_core::{EncodeRequest, Engine, OutputSelection, Padding, Side, Truncation};
+use ferrotune_core::{EncodeRequest, Engine, OutputSelection, PadSpec, Side, Truncation};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -25,9 +25,7 @@ fn main() {
             strategy: TruncationStrategy::LongestFirst,
             side: Side::Right,
         }),
-        padding: Padding::Longest,
-        pad_to_multiple_of: None,
-        padding_side: Side::Right,
+        padding: PadSpec::longest(None, Side::Right),
         pad_id: 0,
         pad_type_id: 0,
         outputs: OutputSelection {

@@ -86,29 +86,6 @@ pub fn round_up(length: usize, multiple: Option<usize>) -> usize {
     }
 }
 
-/// Copies `row` into `out` (already sized to `target.max(row.len())`), filling the rest with `pad`
-/// on the given side.
-#[inline]
-pub fn write_padded<T: Copy>(
-    out: &mut [T],
-    row: impl ExactSizeIterator<Item = T>,
-    pad: T,
-    side: Side,
-) {
-    let fill = out.len() - row.len();
-    let (pad_part, data_part) = match side {
-        Side::Right => {
-            let (data, pads) = out.split_at_mut(out.len() - fill);
-            (pads, data)
-        }
-        Side::Left => out.split_at_mut(fill),
-    };
-    pad_part.fill(pad);
-    for (slot, value) in data_part.iter_mut().zip(row) {
-        *slot = value;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,15 +96,6 @@ mod tests {
         assert_eq!(round_up(16, Some(8)), 16);
         assert_eq!(round_up(13, None), 13);
         assert_eq!(round_up(13, Some(0)), 13);
-    }
-
-    #[test]
-    fn write_padded_both_sides() {
-        let mut out = [0i64; 5];
-        write_padded(&mut out, [7i64, 8].into_iter(), -1, Side::Right);
-        assert_eq!(out, [7, 8, -1, -1, -1]);
-        write_padded(&mut out, [7i64, 8].into_iter(), -1, Side::Left);
-        assert_eq!(out, [-1, -1, -1, 7, 8]);
     }
 
     #[test]

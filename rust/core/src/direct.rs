@@ -11,8 +11,8 @@ use tokenizers::utils::truncation::TruncationError;
 use tokenizers::Tokenizer;
 
 use crate::buffers::Side;
-use crate::engine::{Truncation, TruncationStrategy};
 use crate::error::{FerrotuneError, Result};
+use crate::truncation::{Truncation, TruncationStrategy};
 
 /// One piece of a post-processing template.
 #[derive(Debug, Clone, PartialEq, Eq)]

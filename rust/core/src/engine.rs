@@ -15,52 +15,16 @@ use tokenizers::utils::truncation::{
 };
 use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
 
-use crate::buffers::{round_up, write_padded, Side};
+use crate::buffers::Side;
 use crate::direct::{build_row, DirectRow, Template};
 use crate::error::{FerrotuneError, Result};
 use crate::fast_bpe::FastByteLevelBpe;
 use crate::fast_wordpiece::FastWordPiece;
+use crate::pad::{pad_rows, PadSpec, RowSource};
+pub use crate::truncation::{Truncation, TruncationStrategy};
 
 /// Distinct truncation settings kept ready at once; more than this and the cache starts over.
 const MAX_CACHED_CONFIGURATIONS: usize = 16;
-
-/// transformers' truncation strategies (`truncation=True` is `LongestFirst`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TruncationStrategy {
-    LongestFirst,
-    OnlyFirst,
-    OnlySecond,
-}
-
-impl TruncationStrategy {
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "longest_first" => Ok(Self::LongestFirst),
-            "only_first" => Ok(Self::OnlyFirst),
-            "only_second" => Ok(Self::OnlySecond),
-            other => Err(FerrotuneError::InvalidArgument(format!(
-                "truncation must be True, False, None, 'longest_first', 'only_first', 'only_second' or 'do_not_truncate', got {other:?}"
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Truncation {
-    pub max_length: usize,
-    pub stride: usize,
-    pub strategy: TruncationStrategy,
-    pub side: Side,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Padding {
-    DoNotPad,
-    /// Pad to the longest row of the batch.
-    Longest,
-    /// Pad to this length; longer rows stay longer.
-    MaxLength(usize),
-}
 
 /// Which outputs to produce besides `input_ids`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,9 +42,7 @@ pub struct OutputSelection {
 pub struct EncodeRequest {
     pub add_special_tokens: bool,
     pub truncation: Option<Truncation>,
-    pub padding: Padding,
-    pub pad_to_multiple_of: Option<usize>,
-    pub padding_side: Side,
+    pub padding: PadSpec,
     pub pad_id: i64,
     pub pad_type_id: i64,
     pub outputs: OutputSelection,
@@ -232,10 +194,6 @@ fn check_ids(tokenizer: &Tokenizer) -> std::result::Result<(), String> {
 }
 
 impl Engine {
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_file_with(path, EngineChoice::Auto)
-    }
-
     pub fn from_file_with(path: impl AsRef<Path>, choice: EngineChoice) -> Result<Self> {
         let path = path.as_ref();
         let json =
@@ -600,6 +558,52 @@ fn poisoned<T>(_: T) -> FerrotuneError {
     FerrotuneError::Internal("tokenizer cache lock poisoned by an earlier panic".into())
 }
 
+/// One per-token output of encoded rows, read in place by the padding kernel: `values` gives a
+/// row's values, `per_token` of them per token (two for offsets).
+struct RowsOf<'a, T, V> {
+    rows: &'a [&'a T],
+    values: fn(&T) -> &[V],
+    per_token: usize,
+}
+
+/// A per-token value as the int64 written to the outputs.
+trait OutputValue: Copy {
+    fn write(values: &[Self], out: &mut [i64]);
+}
+
+impl OutputValue for u32 {
+    #[inline]
+    fn write(values: &[u32], out: &mut [i64]) {
+        for (slot, &v) in out.iter_mut().zip(values) {
+            *slot = i64::from(v);
+        }
+    }
+}
+
+impl OutputValue for (usize, usize) {
+    #[inline]
+    fn write(values: &[(usize, usize)], out: &mut [i64]) {
+        for (slot, &(start, end)) in out.chunks_exact_mut(2).zip(values) {
+            slot[0] = start as i64;
+            slot[1] = end as i64;
+        }
+    }
+}
+
+impl<T: Sync, V: OutputValue> RowSource for RowsOf<'_, T, V> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        (self.values)(self.rows[row]).len() * self.per_token
+    }
+
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        V::write((self.values)(self.rows[row]), out)
+    }
+}
+
 /// Flattens encodings (and their overflow windows when requested) into padded contiguous buffers.
 fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBatch {
     let outputs = request.outputs;
@@ -618,65 +622,42 @@ fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBat
         }
     }
 
-    let target = match request.padding {
-        Padding::DoNotPad => 0,
-        Padding::Longest => round_up(
-            rows.iter().map(|e| e.len()).max().unwrap_or(0),
-            request.pad_to_multiple_of,
-        ),
-        Padding::MaxLength(n) => round_up(n, request.pad_to_multiple_of),
+    let spec = request.padding;
+    let width = spec.width(rows.iter().map(|e| e.len()));
+    let pad = |values: fn(&T) -> &[u32], pad_value: i64| {
+        let column = RowsOf {
+            rows: &rows,
+            values,
+            per_token: 1,
+        };
+        pad_rows("", &column, width, pad_value, spec.side)
     };
-    let mut starts = Vec::with_capacity(rows.len() + 1);
-    starts.push(0usize);
-    for encoding in &rows {
-        starts.push(starts.last().unwrap() + encoding.len().max(target));
-    }
-    let total = *starts.last().unwrap();
-    let uniform_width = match rows.first() {
-        None => Some(target),
-        Some(_) => {
-            let width = starts[1];
-            starts
-                .windows(2)
-                .all(|w| w[1] - w[0] == width)
-                .then_some(width)
-        }
-    };
-
-    let side = request.padding_side;
-    let fill = |pad: i64, values: fn(&T) -> &[u32]| -> Vec<i64> {
-        let mut out = vec![0i64; total];
-        for (r, encoding) in rows.iter().enumerate() {
-            let row = values(encoding).iter().map(|&v| v as i64);
-            write_padded(&mut out[starts[r]..starts[r + 1]], row, pad, side);
-        }
-        out
-    };
-
-    let input_ids = fill(request.pad_id, T::ids);
+    let input_ids = pad(T::ids, request.pad_id);
+    let starts = input_ids.starts;
+    // Unpadded rows of one length are a matrix too.
+    let uniform_width = input_ids.uniform_width.or_else(|| {
+        let first = starts.get(1).copied()?;
+        starts
+            .windows(2)
+            .all(|w| w[1] - w[0] == first)
+            .then_some(first)
+    });
     let token_type_ids = outputs
         .token_type_ids
-        .then(|| fill(request.pad_type_id, T::type_ids));
-    let attention_mask = outputs.attention_mask.then(|| fill(0, T::attention_mask));
+        .then(|| pad(T::type_ids, request.pad_type_id).values);
+    let attention_mask = outputs
+        .attention_mask
+        .then(|| pad(T::attention_mask, 0).values);
     let special_tokens_mask = outputs
         .special_tokens_mask
-        .then(|| fill(1, T::special_tokens_mask));
+        .then(|| pad(T::special_tokens_mask, 1).values);
     let offsets = outputs.offsets.then(|| {
-        let mut out = vec![0i64; 2 * total];
-        for (r, encoding) in rows.iter().enumerate() {
-            let flat: Vec<i64> = encoding
-                .offsets()
-                .iter()
-                .flat_map(|&(a, b)| [a as i64, b as i64])
-                .collect();
-            write_padded(
-                &mut out[2 * starts[r]..2 * starts[r + 1]],
-                flat.into_iter(),
-                0,
-                side,
-            );
-        }
-        out
+        let column = RowsOf {
+            rows: &rows,
+            values: T::offsets,
+            per_token: 2,
+        };
+        pad_rows("", &column, 2 * width, 0, spec.side).values
     });
     let length = outputs
         .length
@@ -684,7 +665,7 @@ fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBat
     EncodedBatch {
         starts,
         uniform_width,
-        input_ids,
+        input_ids: input_ids.values,
         token_type_ids,
         attention_mask,
         special_tokens_mask,

@@ -1,4 +1,8 @@
-//! Padding of already-tokenized rows: the engine of `Tokenizer.pad` and of the data collators.
+//! Padding: [`PadSpec`] (transformers' padding arguments, parsed in one place) and the one padding
+//! kernel every output goes through — [`RowSource`] rows written into a matrix
+//! ([`RowSource::pad_into`]) or into ragged rows ([`pad_rows`]). The tokenizer's outputs, the
+//! collation plans of `tokenizer.pad` and the collators ([`crate::collate`]) and the streaming
+//! loader's batches all use it.
 
 use rayon::prelude::*;
 
@@ -10,13 +14,89 @@ use crate::parallel::parallelism_enabled;
 /// pool would cost more than the copy.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
-/// The length rows are padded to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The length rows are padded to: transformers' padding strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PadTarget {
-    /// The longest row of the batch (transformers' `padding=True` / `"longest"`).
+    /// No padding (`padding=False` / `"do_not_pad"`): every row keeps its length.
+    DoNotPad,
+    /// The longest row of the batch (`padding=True` / `"longest"`).
     Longest,
     /// A fixed length (`padding="max_length"`); longer rows are kept whole, never cut.
     Fixed(usize),
+}
+
+/// How a batch is padded: the target, `pad_to_multiple_of` and the side that receives padding.
+/// Every padding of ferrotune (the tokenizer's outputs, `tokenizer.pad`, the collators, the
+/// streaming loader) is described by one of these, parsed by [`PadSpec::parse`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PadSpec {
+    pub target: PadTarget,
+    /// Widths are rounded up to a multiple of this (not when nothing is padded).
+    pub multiple_of: Option<usize>,
+    pub side: Side,
+}
+
+impl PadSpec {
+    /// No padding at all.
+    pub const NONE: PadSpec = PadSpec {
+        target: PadTarget::DoNotPad,
+        multiple_of: None,
+        side: Side::Right,
+    };
+
+    /// Pads to the longest row, rounded up to `multiple_of`.
+    pub fn longest(multiple_of: Option<usize>, side: Side) -> Self {
+        PadSpec {
+            target: PadTarget::Longest,
+            multiple_of,
+            side,
+        }
+    }
+
+    /// transformers' padding arguments, once resolved to a strategy name: `"longest"`,
+    /// `"max_length"` (which needs `max_length`) or `"do_not_pad"`; `side` is `"left"` or `"right"`.
+    pub fn parse(
+        strategy: &str,
+        max_length: Option<usize>,
+        multiple_of: Option<usize>,
+        side: &str,
+    ) -> Result<Self> {
+        let target = match (strategy, max_length) {
+            ("longest", _) => PadTarget::Longest,
+            ("max_length", Some(length)) => PadTarget::Fixed(length),
+            ("max_length", None) => {
+                return Err(FerrotuneError::InvalidArgument(
+                    "padding='max_length' needs max_length".into(),
+                ))
+            }
+            ("do_not_pad", _) => PadTarget::DoNotPad,
+            (other, _) => {
+                return Err(FerrotuneError::InvalidArgument(format!(
+                    "padding must be 'longest', 'max_length' or 'do_not_pad', got {other:?}"
+                )))
+            }
+        };
+        Ok(PadSpec {
+            target,
+            multiple_of,
+            side: Side::parse(side, "padding_side")?,
+        })
+    }
+
+    /// The width rows of these lengths are padded to (0 when not padding: rows stay as they are).
+    /// Rows longer than a fixed width keep their length.
+    pub fn width(&self, lengths: impl Iterator<Item = usize>) -> usize {
+        self.width_for(self.target, lengths)
+    }
+
+    /// The width under `target` with this spec's multiple (a column padded on its own terms).
+    pub fn width_for(&self, target: PadTarget, lengths: impl Iterator<Item = usize>) -> usize {
+        match target {
+            PadTarget::DoNotPad => 0,
+            PadTarget::Longest => round_up(lengths.max().unwrap_or(0), self.multiple_of),
+            PadTarget::Fixed(n) => round_up(n, self.multiple_of),
+        }
+    }
 }
 
 /// Rows of token ids that padding reads in place: a [`Ragged`], or another flat layout (the
@@ -93,63 +173,34 @@ impl RowSource for OnesLike<'_> {
     }
 }
 
-/// One named column of ragged rows and the value its padding is filled with.
-#[derive(Debug, Clone)]
-pub struct PadColumn {
-    pub name: String,
-    pub rows: Ragged,
-    pub pad_value: i64,
+/// The rows `picks` of another source, in that order (the rows of one planned batch of a window).
+pub struct Picked<'a, R: RowSource + ?Sized> {
+    pub rows: &'a R,
+    pub picks: &'a [usize],
+}
+
+impl<R: RowSource + ?Sized> RowSource for Picked<'_, R> {
+    fn rows(&self) -> usize {
+        self.picks.len()
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        self.rows.row_len(self.picks[row])
+    }
+
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        self.rows.write_row(self.picks[row], out)
+    }
 }
 
 /// A padded column: a `rows x width` matrix when every row reached the same length, otherwise
-/// (fixed target, some rows longer than it) ragged rows.
+/// (fixed target, some rows longer than it; or no padding) ragged rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaddedColumn {
     pub name: String,
     pub values: Vec<i64>,
     pub starts: Vec<usize>,
     pub uniform_width: Option<usize>,
-}
-
-/// The length every row of a batch is padded to, before rows longer than it are considered.
-pub fn target_length(
-    lengths: impl Iterator<Item = usize>,
-    target: PadTarget,
-    pad_to_multiple_of: Option<usize>,
-) -> usize {
-    let base = match target {
-        PadTarget::Longest => lengths.max().unwrap_or(0),
-        PadTarget::Fixed(n) => n,
-    };
-    round_up(base, pad_to_multiple_of)
-}
-
-/// Pads every column to one common length computed from the first (reference) column, as
-/// transformers' `tokenizer.pad` does with `input_ids`. Every other column must have, row for row,
-/// as many values as the reference: anything else is reported, never silently fixed.
-pub fn pad_columns(
-    columns: &[PadColumn],
-    target: PadTarget,
-    pad_to_multiple_of: Option<usize>,
-    side: Side,
-) -> Result<Vec<PaddedColumn>> {
-    let Some(reference) = columns.first() else {
-        return Ok(Vec::new());
-    };
-    let rows = reference.rows.rows();
-    let lengths = RowSource::row_lengths(&reference.rows);
-    for column in &columns[1..] {
-        check_same_lengths(&reference.name, &lengths, &column.name, &column.rows)?;
-    }
-    let width = target_length(
-        (0..rows).map(|r| reference.rows.row_len(r)),
-        target,
-        pad_to_multiple_of,
-    );
-    Ok(columns
-        .iter()
-        .map(|column| pad_rows(&column.name, &column.rows, width, column.pad_value, side))
-        .collect())
 }
 
 /// Checks that `column` has, row for row, as many values as the reference column, whose row
@@ -178,6 +229,8 @@ pub fn check_same_lengths(
     Ok(())
 }
 
+/// The one padding kernel: row `row` into `out` (`out.len() >= row_len(row)`), the rest filled
+/// with `pad_value` on `side`.
 #[inline]
 fn write_padded_row<R: RowSource + ?Sized>(
     rows: &R,
@@ -200,7 +253,8 @@ fn write_padded_row<R: RowSource + ?Sized>(
     }
 }
 
-/// Pads each row of `rows` to `width` (rows already longer stay as they are).
+/// Pads each row of `rows` to `width` (rows already longer stay as they are): a matrix when every
+/// row fits, ragged rows otherwise.
 pub fn pad_rows(
     name: &str,
     rows: &dyn RowSource,
@@ -212,27 +266,33 @@ pub fn pad_rows(
     if rows.fits(width) {
         let mut values = vec![0i64; n * width];
         rows.pad_into(width, pad_value, side, &mut values);
-        PaddedColumn {
+        return PaddedColumn {
             name: name.to_string(),
             values,
             starts: (0..=n).map(|r| r * width).collect(),
             uniform_width: Some(width),
-        }
-    } else {
-        let mut out = Ragged::with_capacity(n, n * width);
-        for r in 0..n {
-            let len = rows.row_len(r).max(width);
-            let begin = out.values.len();
-            out.values.resize(begin + len, 0);
-            write_padded_row(rows, r, &mut out.values[begin..], pad_value, side);
-            out.starts.push(out.values.len());
-        }
-        PaddedColumn {
-            name: name.to_string(),
-            values: out.values,
-            starts: out.starts,
-            uniform_width: None,
-        }
+        };
+    }
+    let mut starts = Vec::with_capacity(n + 1);
+    starts.push(0usize);
+    for r in 0..n {
+        starts.push(starts[r] + rows.row_len(r).max(width));
+    }
+    let mut values = vec![0i64; starts[n]];
+    for r in 0..n {
+        write_padded_row(
+            rows,
+            r,
+            &mut values[starts[r]..starts[r + 1]],
+            pad_value,
+            side,
+        );
+    }
+    PaddedColumn {
+        name: name.to_string(),
+        values,
+        starts,
+        uniform_width: None,
     }
 }
 
@@ -248,73 +308,78 @@ mod tests {
         r
     }
 
-    fn column(name: &str, rows: &[&[i64]], pad_value: i64) -> PadColumn {
-        PadColumn {
-            name: name.into(),
-            rows: ragged(rows),
-            pad_value,
+    #[test]
+    fn spec_parse_and_widths() {
+        let spec = PadSpec::parse("longest", None, Some(8), "left").unwrap();
+        assert_eq!(spec, PadSpec::longest(Some(8), Side::Left));
+        assert_eq!(spec.width([3, 13, 2].into_iter()), 16);
+        assert_eq!(spec.width(std::iter::empty()), 0);
+        let fixed = PadSpec::parse("max_length", Some(10), Some(4), "right").unwrap();
+        assert_eq!(fixed.target, PadTarget::Fixed(10));
+        assert_eq!(fixed.width([30].into_iter()), 12);
+        let none = PadSpec::parse("do_not_pad", None, Some(8), "right").unwrap();
+        assert_eq!(
+            none.width([5, 7].into_iter()),
+            0,
+            "no padding ignores the multiple"
+        );
+        assert_eq!(none.width_for(PadTarget::Longest, [5, 7].into_iter()), 8);
+        for (strategy, length, side, message) in [
+            (
+                "max_length",
+                None,
+                "right",
+                "padding='max_length' needs max_length",
+            ),
+            (
+                "shortest",
+                None,
+                "right",
+                "padding must be 'longest', 'max_length' or 'do_not_pad', got \"shortest\"",
+            ),
+            (
+                "longest",
+                None,
+                "up",
+                "padding_side must be 'left' or 'right', got \"up\"",
+            ),
+        ] {
+            let err = PadSpec::parse(strategy, length, None, side).unwrap_err();
+            assert!(matches!(err, FerrotuneError::InvalidArgument(_)));
+            assert_eq!(err.to_string(), message);
         }
     }
 
     #[test]
-    fn longest_right_and_left() {
-        let cols = [
-            column("input_ids", &[&[1, 2, 3], &[4]], 0),
-            column("attention_mask", &[&[1, 1, 1], &[1]], 0),
-        ];
-        let out = pad_columns(&cols, PadTarget::Longest, None, Side::Right).unwrap();
-        assert_eq!(out[0].values, vec![1, 2, 3, 4, 0, 0]);
-        assert_eq!(out[0].uniform_width, Some(3));
-        assert_eq!(out[1].values, vec![1, 1, 1, 1, 0, 0]);
-        let out = pad_columns(&cols, PadTarget::Longest, Some(4), Side::Left).unwrap();
-        assert_eq!(out[0].values, vec![0, 1, 2, 3, 0, 0, 0, 4]);
-    }
-
-    #[test]
-    fn fixed_target_keeps_longer_rows_whole() {
-        let cols = [column("input_ids", &[&[1, 2, 3], &[4]], 9)];
-        let out = pad_columns(&cols, PadTarget::Fixed(2), None, Side::Right).unwrap();
-        assert_eq!(out[0].uniform_width, None);
-        assert_eq!(out[0].values, vec![1, 2, 3, 4, 9]);
-        assert_eq!(out[0].starts, vec![0, 3, 5]);
-    }
-
-    #[test]
-    fn mismatched_row_lengths_are_reported() {
-        let cols = [
-            column("input_ids", &[&[1, 2], &[4]], 0),
-            column("attention_mask", &[&[1, 1], &[1, 1]], 0),
-        ];
-        let err = pad_columns(&cols, PadTarget::Longest, None, Side::Right).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("example 1: 'attention_mask' has 2 values but 'input_ids' has 1"),
-            "{err}"
+    fn pad_rows_matrix_both_sides_and_ragged_when_rows_are_longer() {
+        let rows = ragged(&[&[1, 2, 3], &[4]]);
+        let out = pad_rows("input_ids", &rows, 4, 0, Side::Left);
+        assert_eq!(out.values, vec![0, 1, 2, 3, 0, 0, 0, 4]);
+        assert_eq!(out.uniform_width, Some(4));
+        assert_eq!(out.starts, vec![0, 4, 8]);
+        let out = pad_rows("input_ids", &rows, 2, 9, Side::Right);
+        assert_eq!(out.uniform_width, None);
+        assert_eq!(out.values, vec![1, 2, 3, 4, 9]);
+        assert_eq!(out.starts, vec![0, 3, 5]);
+        let out = pad_rows("input_ids", &rows, 2, 9, Side::Left);
+        assert_eq!(out.values, vec![1, 2, 3, 9, 4]);
+        let unpadded = pad_rows("input_ids", &rows, 0, 9, Side::Left);
+        assert_eq!(
+            (unpadded.values, unpadded.starts),
+            (rows.values.clone(), rows.starts.clone())
         );
-    }
-
-    #[test]
-    fn empty_batch_pads_to_nothing() {
-        let cols = [column("input_ids", &[], 0)];
-        let out = pad_columns(&cols, PadTarget::Longest, Some(8), Side::Right).unwrap();
-        assert!(out[0].values.is_empty());
-        assert_eq!(out[0].starts, vec![0]);
+        let empty = pad_rows("input_ids", &Ragged::new(), 8, 0, Side::Right);
+        assert!(empty.values.is_empty());
+        assert_eq!((empty.starts, empty.uniform_width), (vec![0], Some(8)));
     }
 
     #[test]
     fn large_batch_parallel_path_matches_sequential() {
         let rows: Vec<Vec<i64>> = (0..3000).map(|i| (0..(i % 50) as i64).collect()).collect();
         let refs: Vec<&[i64]> = rows.iter().map(|r| r.as_slice()).collect();
-        let col = column("input_ids", &refs, -7);
-        let out = pad_columns(
-            std::slice::from_ref(&col),
-            PadTarget::Longest,
-            None,
-            Side::Left,
-        )
-        .unwrap();
+        let out = pad_rows("input_ids", &ragged(&refs), 49, -7, Side::Left);
         for (r, row) in rows.iter().enumerate() {
-            let got = &out[0].values[r * 49..(r + 1) * 49];
+            let got = &out.values[r * 49..(r + 1) * 49];
             assert_eq!(&got[49 - row.len()..], row.as_slice());
             assert!(got[..49 - row.len()].iter().all(|&v| v == -7));
         }
@@ -337,5 +402,23 @@ mod tests {
         assert!(err
             .to_string()
             .contains("example 1: 'labels' has 2 values but 'input_ids' has 1"));
+        let err =
+            check_same_lengths("input_ids", &lengths, "labels", &ragged(&[&[1]])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'labels' has 1 examples but 'input_ids' has 2"
+        );
+    }
+
+    #[test]
+    fn picked_rows_follow_the_picks() {
+        let rows = ragged(&[&[1, 2, 3], &[4], &[5, 6]]);
+        let picked = Picked {
+            rows: &rows,
+            picks: &[2, 0, 2],
+        };
+        assert_eq!(picked.row_lengths(), vec![2, 3, 2]);
+        let out = pad_rows("input_ids", &picked, 3, 0, Side::Right);
+        assert_eq!(out.values, vec![5, 6, 0, 1, 2, 3, 5, 6, 0]);
     }
 }

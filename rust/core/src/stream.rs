@@ -10,40 +10,61 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use crate::buffers::{round_up, Side};
+use crate::buffers::{round_up, Ragged, Side};
+use crate::collate::{flatten, CollationPlan, ColumnRule, Flattened, Width};
 use crate::error::{FerrotuneError, Result};
 use crate::mlm::SplitMix64;
+use crate::pad::{PadSpec, Picked, RowSource};
 
-/// Tokenized examples of one window: row `i` is `ids[starts[i]..starts[i + 1]]`.
+/// Tokenized examples of one window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenRows {
-    pub ids: Vec<i64>,
-    pub starts: Vec<usize>,
-    /// Segment ids (BERT's `token_type_ids`), aligned with `ids`, when the tokenizer makes them.
+    pub ids: Ragged,
+    /// Segment ids (BERT's `token_type_ids`), aligned with `ids.values`, when the tokenizer makes
+    /// them.
     pub type_ids: Option<Vec<i64>>,
 }
 
 impl TokenRows {
-    pub fn rows(&self) -> usize {
-        self.starts.len().saturating_sub(1)
+    pub fn new(ids: Ragged, type_ids: Option<Vec<i64>>) -> Result<Self> {
+        if let Some(types) = &type_ids {
+            if types.len() != ids.values.len() {
+                return Err(FerrotuneError::InvalidInput(format!(
+                    "'token_type_ids' has {} values but 'input_ids' has {}",
+                    types.len(),
+                    ids.values.len()
+                )));
+            }
+        }
+        Ok(TokenRows { ids, type_ids })
     }
 
-    pub fn len_of(&self, row: usize) -> usize {
-        self.starts[row + 1] - self.starts[row]
+    pub fn rows(&self) -> usize {
+        self.ids.rows()
     }
 
     pub fn lengths(&self) -> Vec<usize> {
-        self.starts.windows(2).map(|w| w[1] - w[0]).collect()
+        self.ids.row_lengths()
+    }
+}
+
+/// The token type ids of a window as rows, read in place (the ids' row boundaries).
+struct TypeRows<'a> {
+    types: &'a [i64],
+    starts: &'a [usize],
+}
+
+impl RowSource for TypeRows<'_> {
+    fn rows(&self) -> usize {
+        self.starts.len() - 1
     }
 
-    fn row(&self, row: usize) -> &[i64] {
-        &self.ids[self.starts[row]..self.starts[row + 1]]
+    fn row_len(&self, row: usize) -> usize {
+        self.starts[row + 1] - self.starts[row]
     }
 
-    fn type_row(&self, row: usize) -> Option<&[i64]> {
-        self.type_ids
-            .as_ref()
-            .map(|t| &t[self.starts[row]..self.starts[row + 1]])
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        out.copy_from_slice(&self.types[self.starts[row]..self.starts[row + 1]]);
     }
 }
 
@@ -256,8 +277,9 @@ pub struct PaddedBatch {
     pub token_type_ids: Option<Vec<i64>>,
 }
 
-/// Pads the given rows to the longest (rounded up to `pad_to_multiple_of`), as
-/// `DataCollatorWithPadding` does.
+/// Pads the rows `batch` of a window to the longest (rounded up to `pad_to_multiple_of`), as
+/// `DataCollatorWithPadding` does: the collation plan of the ids, their token type ids and a
+/// fresh attention mask.
 pub fn collate_padded(
     tokens: &TokenRows,
     batch: &[usize],
@@ -272,87 +294,88 @@ pub fn collate_padded(
             "row {bad} is out of range for a window of {rows} rows"
         )));
     }
-    let longest = batch.iter().map(|&r| tokens.len_of(r)).max().unwrap_or(0);
-    let width = round_up(longest, pad_to_multiple_of);
-    let mut input_ids = vec![pad_id; batch.len() * width];
-    let mut attention_mask = vec![0i64; batch.len() * width];
-    let mut token_type_ids = tokens
-        .type_ids
-        .as_ref()
-        .map(|_| vec![pad_type_id; batch.len() * width]);
-    for (i, &row) in batch.iter().enumerate() {
-        let values = tokens.row(row);
-        let offset = match side {
-            Side::Right => i * width,
-            Side::Left => i * width + width - values.len(),
-        };
-        input_ids[offset..offset + values.len()].copy_from_slice(values);
-        attention_mask[offset..offset + values.len()].fill(1);
-        if let (Some(out), Some(types)) = (token_type_ids.as_mut(), tokens.type_row(row)) {
-            out[offset..offset + types.len()].copy_from_slice(types);
-        }
+    let plan = CollationPlan::new(
+        PadSpec::longest(pad_to_multiple_of, side),
+        vec![
+            ColumnRule::new("input_ids", pad_id, Width::Aligned),
+            ColumnRule::new("token_type_ids", pad_type_id, Width::Aligned),
+            ColumnRule::new("attention_mask", 0, Width::Aligned),
+        ],
+        Some("attention_mask".into()),
+    )?;
+    let ids = Picked {
+        rows: &tokens.ids,
+        picks: batch,
+    };
+    let type_rows = tokens.type_ids.as_deref().map(|types| TypeRows {
+        types,
+        starts: &tokens.ids.starts,
+    });
+    let types = type_rows.as_ref().map(|rows| Picked { rows, picks: batch });
+    let mut inputs: Vec<(&str, &dyn RowSource)> = vec![("input_ids", &ids)];
+    if let Some(types) = &types {
+        inputs.push(("token_type_ids", types));
     }
+    let mut padded = plan.pad(&inputs)?.into_iter();
+    let mut next = || padded.next().map(|column| column.values);
+    let input_ids = next().unwrap_or_default();
+    let token_type_ids = if types.is_some() { next() } else { None };
+    let attention_mask = next().unwrap_or_default();
     Ok(PaddedBatch {
         rows: batch.len(),
-        width,
+        width: plan
+            .spec
+            .width(batch.iter().map(|&r| tokens.ids.row_len(r))),
         input_ids,
         attention_mask,
         token_type_ids,
     })
 }
 
-/// A packed batch in `DataCollatorWithFlattening`'s format (one row of concatenated sequences).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackedBatch {
-    pub input_ids: Vec<i64>,
-    /// The ids, with `separator_id` at the first token of each sequence (nothing predicts it).
-    pub labels: Vec<i64>,
-    /// Restart at `position_ids_start` for every sequence.
-    pub position_ids: Vec<i64>,
-    /// Cumulative sequence boundaries, `[0, len0, len0 + len1, ...]`.
-    pub cu_seq_lens: Vec<i32>,
-    pub max_length: usize,
+/// The pieces of a pack as rows: piece `i` is tokens `start..end` of its row (empty pieces are
+/// left out: they hold no sequence).
+struct PieceRows<'a> {
+    tokens: &'a TokenRows,
+    pieces: Vec<Piece>,
 }
 
+impl RowSource for PieceRows<'_> {
+    fn rows(&self) -> usize {
+        self.pieces.len()
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        self.pieces[row].end - self.pieces[row].start
+    }
+
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        let piece = self.pieces[row];
+        out.copy_from_slice(&self.tokens.ids.row(piece.row)[piece.start..piece.end]);
+    }
+}
+
+/// Flattens the pieces of a pack into one sequence, `DataCollatorWithFlattening`'s format (see
+/// [`flatten`]).
 pub fn collate_packed(
     tokens: &TokenRows,
     pieces: &[Piece],
     separator_id: i64,
     position_ids_start: i64,
-) -> Result<PackedBatch> {
+) -> Result<Flattened> {
     let rows = tokens.rows();
     if let Some(bad) = pieces
         .iter()
-        .find(|p| p.row >= rows || p.start > p.end || p.end > tokens.len_of(p.row))
+        .find(|p| p.row >= rows || p.start > p.end || p.end > tokens.ids.row_len(p.row))
     {
         return Err(FerrotuneError::InvalidArgument(format!(
             "piece {bad:?} is out of range for this window"
         )));
     }
-    let total: usize = pieces.iter().map(|p| p.end - p.start).sum();
-    let mut batch = PackedBatch {
-        input_ids: Vec::with_capacity(total),
-        labels: Vec::with_capacity(total),
-        position_ids: Vec::with_capacity(total),
-        cu_seq_lens: Vec::with_capacity(pieces.len() + 1),
-        max_length: 0,
+    let rows = PieceRows {
+        tokens,
+        pieces: pieces.iter().copied().filter(|p| p.end > p.start).collect(),
     };
-    batch.cu_seq_lens.push(0);
-    for piece in pieces {
-        let values = &tokens.row(piece.row)[piece.start..piece.end];
-        if values.is_empty() {
-            continue;
-        }
-        batch.input_ids.extend_from_slice(values);
-        batch.labels.push(separator_id);
-        batch.labels.extend_from_slice(&values[1..]);
-        batch
-            .position_ids
-            .extend((0..values.len() as i64).map(|p| p + position_ids_start));
-        batch.cu_seq_lens.push(batch.input_ids.len() as i32);
-        batch.max_length = batch.max_length.max(values.len());
-    }
-    Ok(batch)
+    flatten(&rows, None, separator_id, position_ids_start)
 }
 
 /// Where the rows of a line-based file (JSONL, CSV/TSV) start, every `rows_per_unit` rows, so
@@ -454,15 +477,11 @@ mod tests {
     use super::*;
 
     fn rows_of(lengths: &[usize]) -> TokenRows {
-        let mut rows = TokenRows {
-            starts: vec![0],
-            ..Default::default()
-        };
+        let mut ids = Ragged::new();
         for (r, &n) in lengths.iter().enumerate() {
-            rows.ids.extend((0..n).map(|t| (r * 100 + t) as i64 + 1));
-            rows.starts.push(rows.ids.len());
+            ids.push_row((0..n).map(|t| (r * 100 + t) as i64 + 1));
         }
-        rows
+        TokenRows::new(ids, None).unwrap()
     }
 
     fn spec(limit: BatchLimit, bucket: bool) -> PlanSpec {

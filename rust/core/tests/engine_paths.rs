@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ferrotune_core::engine::{EngineChoice, TruncationStrategy};
-use ferrotune_core::{EncodeRequest, Engine, OutputSelection, Padding, Side, Truncation};
+use ferrotune_core::{EncodeRequest, Engine, OutputSelection, PadSpec, Side, Truncation};
 
 fn minilm_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("FERROTUNE_MINILM_TOKENIZER") {
@@ -96,9 +96,7 @@ fn direct_path_equals_general_path() {
                 let request = EncodeRequest {
                     add_special_tokens,
                     truncation,
-                    padding: Padding::Longest,
-                    pad_to_multiple_of: Some(8),
-                    padding_side: Side::Right,
+                    padding: PadSpec::longest(Some(8), Side::Right),
                     pad_id: 0,
                     pad_type_id: 0,
                     outputs: OutputSelection {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ferrotune_core::stream::index_rows;
 use ferrotune_core::{
-    catch_panics, EncodeRequest, Engine, FerrotuneError, OutputSelection, Padding, Side, Truncation,
+    catch_panics, EncodeRequest, Engine, FerrotuneError, OutputSelection, PadSpec, Side, Truncation,
 };
 use proptest::prelude::*;
 
@@ -75,9 +75,7 @@ fn request() -> EncodeRequest {
             strategy: ferrotune_core::engine::TruncationStrategy::LongestFirst,
             side: Side::Right,
         }),
-        padding: Padding::Longest,
-        pad_to_multiple_of: None,
-        padding_side: Side::Right,
+        padding: PadSpec::longest(None, Side::Right),
         pad_id: 0,
         pad_type_id: 0,
         outputs: OutputSelection {

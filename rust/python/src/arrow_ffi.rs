@@ -1,299 +1,142 @@
-//! The Arrow C data interface, read by hand: one `__arrow_c_array__` call per array, then plain
-//! pointer reads of its buffers — no pyarrow object per column, example or token.
+//! Arrow objects exported through the C data interface (`__arrow_c_array__`), kept alive while the
+//! core reads them in place (`ferrotune_core::arrow`): one capsule call per batch, no pyarrow
+//! object per column, example or token.
 
-use std::borrow::Cow;
-use std::ffi::{c_char, c_void, CStr};
+use std::sync::Mutex;
 
-use ferrotune_core::Ragged;
+use ferrotune_core::arrow::{ArrayView, ArrowArray, ArrowSchema};
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyCapsule, PyCapsuleMethods, PyType};
 
-/// An array exported through `__arrow_c_array__`; the capsules own the structs (and release them
-/// when dropped), so views borrowed from it are valid while it lives.
-pub(crate) struct Exported<'py> {
+/// A `pyarrow.Schema` exported once, for the batches that share it.
+pub(crate) struct CachedSchema {
+    schema: Py<PyAny>,
+    capsule: Py<PyCapsule>,
+}
+
+/// `pyarrow.RecordBatch`, when pyarrow is loaded (never imported from here).
+static PYARROW_RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn pyarrow_record_batch(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
+    if let Some(class) = PYARROW_RECORD_BATCH.get(py) {
+        return Some(class.bind(py));
+    }
+    let modules = py.import("sys").ok()?.getattr("modules").ok()?;
+    let pyarrow = modules.get_item("pyarrow").ok()?;
+    let class = pyarrow
+        .getattr("RecordBatch")
+        .ok()?
+        .cast_into::<PyType>()
+        .ok()?;
+    Some(
+        PYARROW_RECORD_BATCH
+            .get_or_init(py, || class.unbind())
+            .bind(py),
+    )
+}
+
+/// An exported record batch, alive as long as this: either the two capsules of
+/// `__arrow_c_array__`, or (a pyarrow RecordBatch) a cached schema and an array exported alone,
+/// released on drop.
+pub(crate) struct ArrowExport<'py> {
     _schema: Bound<'py, PyCapsule>,
-    _array: Bound<'py, PyCapsule>,
+    _array: Option<Bound<'py, PyCapsule>>,
+    owned_array: Option<Box<ArrowArray>>,
     schema: *const ArrowSchema,
     array: *const ArrowArray,
 }
 
-impl<'py> Exported<'py> {
-    pub(crate) fn new(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        let (schema, array): (Bound<'py, PyCapsule>, Bound<'py, PyCapsule>) =
-            obj.call_method0("__arrow_c_array__")?.extract()?;
-        let schema_ptr = schema.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const _;
-        let array_ptr = array.pointer_checked(Some(c"arrow_array"))?.as_ptr() as *const _;
-        Ok(Exported {
+impl Drop for ArrowExport<'_> {
+    fn drop(&mut self) {
+        if let Some(array) = self.owned_array.as_mut() {
+            if let Some(release) = array.release {
+                // SAFETY: the array was exported into this box and is released once, here.
+                unsafe { release(&mut **array) };
+            }
+        }
+    }
+}
+
+impl<'py> ArrowExport<'py> {
+    /// Exports `batch` (any object with `__arrow_c_array__`); a pyarrow RecordBatch reuses the
+    /// schema cached in `cache`.
+    pub(crate) fn new(
+        batch: &Bound<'py, PyAny>,
+        cache: Option<&Mutex<Option<CachedSchema>>>,
+    ) -> PyResult<Self> {
+        let py = batch.py();
+        if let (Some(cache), Some(record_batch)) = (cache, pyarrow_record_batch(py)) {
+            if batch.get_type().is(record_batch) {
+                return Self::pyarrow(batch, cache);
+            }
+        }
+        let exported = batch.call_method0(pyo3::intern!(py, "__arrow_c_array__"))?;
+        let (schema, array): (Bound<'py, PyCapsule>, Bound<'py, PyCapsule>) = exported.extract()?;
+        let schema_ptr =
+            schema.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const ArrowSchema;
+        let array_ptr = array.pointer_checked(Some(c"arrow_array"))?.as_ptr() as *const ArrowArray;
+        Ok(ArrowExport {
             _schema: schema,
-            _array: array,
+            _array: Some(array),
+            owned_array: None,
             schema: schema_ptr,
             array: array_ptr,
         })
     }
 
-    pub(crate) fn view(&self) -> ColumnView<'_> {
-        // SAFETY: the capsules (held by self) own both structs.
-        unsafe {
-            ColumnView {
-                schema: &*self.schema,
-                array: &*self.array,
-            }
-        }
-    }
-}
-
-#[repr(C)]
-pub(crate) struct ArrowSchema {
-    pub(crate) format: *const c_char,
-    pub(crate) name: *const c_char,
-    pub(crate) metadata: *const c_char,
-    pub(crate) flags: i64,
-    pub(crate) n_children: i64,
-    pub(crate) children: *mut *mut ArrowSchema,
-    pub(crate) dictionary: *mut ArrowSchema,
-    pub(crate) release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
-    pub(crate) private_data: *mut c_void,
-}
-
-#[repr(C)]
-pub(crate) struct ArrowArray {
-    pub(crate) length: i64,
-    pub(crate) null_count: i64,
-    pub(crate) offset: i64,
-    pub(crate) n_buffers: i64,
-    pub(crate) n_children: i64,
-    pub(crate) buffers: *mut *const c_void,
-    pub(crate) children: *mut *mut ArrowArray,
-    pub(crate) dictionary: *mut ArrowArray,
-    pub(crate) release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
-    pub(crate) private_data: *mut c_void,
-}
-
-impl ArrowArray {
-    /// A released (empty) struct for an exporter to fill.
-    pub(crate) fn empty() -> Self {
-        ArrowArray {
-            length: 0,
-            null_count: 0,
-            offset: 0,
-            n_buffers: 0,
-            n_children: 0,
-            buffers: std::ptr::null_mut(),
-            children: std::ptr::null_mut(),
-            dictionary: std::ptr::null_mut(),
-            release: None,
-            private_data: std::ptr::null_mut(),
-        }
-    }
-}
-
-/// A borrowed view of one exported column; valid while the export is alive.
-#[derive(Clone, Copy)]
-pub(crate) struct ColumnView<'a> {
-    pub(crate) schema: &'a ArrowSchema,
-    pub(crate) array: &'a ArrowArray,
-}
-
-/// A C string of the export (format or name); the C data interface makes them NUL-terminated.
-fn c_str<'a>(ptr: *const c_char) -> Cow<'a, str> {
-    if ptr.is_null() {
-        return Cow::Borrowed("");
-    }
-    // SAFETY: non-null, NUL-terminated, and owned by the export, which outlives 'a.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy()
-}
-
-impl<'a> ColumnView<'a> {
-    pub(crate) fn format(&self) -> Cow<'a, str> {
-        c_str(self.schema.format)
-    }
-
-    pub(crate) fn name(&self) -> Cow<'a, str> {
-        c_str(self.schema.name)
-    }
-
-    pub(crate) fn length(&self) -> usize {
-        self.array.length.max(0) as usize
-    }
-
-    pub(crate) fn offset(&self) -> usize {
-        self.array.offset.max(0) as usize
-    }
-
-    pub(crate) fn child(&self, i: usize) -> Option<ColumnView<'a>> {
-        if i as i64 >= self.schema.n_children || i as i64 >= self.array.n_children {
-            return None;
-        }
-        // SAFETY: children arrays have n_children valid pointers (checked above).
-        unsafe {
-            let schema = &**self.schema.children.add(i);
-            let array = &**self.array.children.add(i);
-            Some(ColumnView { schema, array })
-        }
-    }
-
-    pub(crate) fn buffer(&self, i: usize) -> *const c_void {
-        if i as i64 >= self.array.n_buffers {
-            return std::ptr::null();
-        }
-        // SAFETY: buffers has n_buffers entries.
-        unsafe { *self.array.buffers.add(i) }
-    }
-
-    /// The first null row among `rows` (logical indices after `base`), if any.
-    pub(crate) fn first_null(&self, base: usize, rows: usize) -> Option<usize> {
-        if self.array.null_count == 0 {
-            return None;
-        }
-        let validity = self.buffer(0) as *const u8;
-        if validity.is_null() {
-            return None;
-        }
-        (0..rows).find(|&r| {
-            let bit = base + r;
-            // SAFETY: the validity bitmap covers offset + length bits.
-            unsafe { (*validity.add(bit / 8) >> (bit % 8)) & 1 == 0 }
-        })
-    }
-
-    /// The data buffer as `len` values of `T` from physical index 0 (None when absent).
-    pub(crate) fn values<T>(&self, index: usize, len: usize) -> Option<&'a [T]> {
-        let data = self.buffer(index) as *const T;
-        if len == 0 {
-            return Some(&[]);
-        }
-        if data.is_null() {
-            return None;
-        }
-        // SAFETY: the exporter guarantees the buffer holds offset + length values of the format's
-        // type, and callers ask for no more.
-        Some(unsafe { std::slice::from_raw_parts(data, len) })
-    }
-
-    /// `rows + 1` offsets of a list / string array starting at logical row `base`, as usize.
-    fn offsets(&self, large: bool, base: usize, rows: usize) -> Vec<usize> {
-        let buffer = self.buffer(1);
-        // SAFETY: a list or string array's offsets buffer holds offset + length + 1 entries.
-        unsafe {
-            if large {
-                std::slice::from_raw_parts((buffer as *const i64).add(base), rows + 1)
-                    .iter()
-                    .map(|&o| o as usize)
-                    .collect()
-            } else {
-                std::slice::from_raw_parts((buffer as *const i32).add(base), rows + 1)
-                    .iter()
-                    .map(|&o| o as usize)
-                    .collect()
-            }
-        }
-    }
-}
-
-/// Appends integer values `[start, end)` (physical indices) of a primitive column.
-pub(crate) fn read_ints(
-    format: &str,
-    data: *const c_void,
-    start: usize,
-    end: usize,
-    out: &mut Vec<i64>,
-) -> bool {
-    macro_rules! copy {
-        ($t:ty) => {{
-            // SAFETY: the exporter guarantees the data buffer holds offset + length values.
-            let slice =
-                unsafe { std::slice::from_raw_parts((data as *const $t).add(start), end - start) };
-            out.extend(slice.iter().map(|&v| v as i64));
-            true
-        }};
-    }
-    if data.is_null() && end > start {
-        return false;
-    }
-    match format {
-        "c" => copy!(i8),
-        "C" => copy!(u8),
-        "s" => copy!(i16),
-        "S" => copy!(u16),
-        "i" => copy!(i32),
-        "I" => copy!(u32),
-        "l" => copy!(i64),
-        "L" => copy!(u64),
-        _ => false,
-    }
-}
-
-/// Reads a `list<int>` / `large_list<int>` array into ragged rows; the error says what is wrong
-/// (to be prefixed with the column's name by the caller).
-pub(crate) fn read_int_lists(column: ColumnView<'_>) -> Result<Ragged, String> {
-    let format = column.format();
-    if format != "+l" && format != "+L" {
-        return Err(format!(
-            "must hold a list of token ids per example, found Arrow type {format:?}"
-        ));
-    }
-    let (base, rows) = (column.offset(), column.length());
-    if let Some(row) = column.first_null(base, rows) {
-        return Err(format!("example {row} is null"));
-    }
-    let values = column
-        .child(0)
-        .ok_or_else(|| "malformed Arrow list export".to_string())?;
-    let offsets = column.offsets(format == "+L", base, rows);
-    let value_base = values.offset();
-    if let Some(token) = values.first_null(value_base + offsets[0], offsets[rows] - offsets[0]) {
-        let row = offsets.partition_point(|&o| o <= offsets[0] + token) - 1;
-        return Err(format!("example {row} holds a null token id"));
-    }
-    let mut out = Ragged::with_capacity(rows, offsets[rows] - offsets[0]);
-    let value_format = values.format();
-    if !read_ints(
-        &value_format,
-        values.buffer(1),
-        value_base + offsets[0],
-        value_base + offsets[rows],
-        &mut out.values,
-    ) {
-        return Err(if value_format.starts_with('+') {
-            "must hold integer token ids, found nested lists (one level too deep)".into()
-        } else {
-            format!("must hold integer token ids, found Arrow type {value_format:?}")
+    /// A pyarrow RecordBatch: the schema, exported once per distinct schema, is a third of the
+    /// cost of exporting a small batch.
+    fn pyarrow(batch: &Bound<'py, PyAny>, cache: &Mutex<Option<CachedSchema>>) -> PyResult<Self> {
+        let py = batch.py();
+        let schema = batch.getattr(pyo3::intern!(py, "schema"))?;
+        // Python is never called with the lock held.
+        let cached = cache.lock().ok().and_then(|guard| {
+            guard
+                .as_ref()
+                .map(|c| (c.schema.clone_ref(py), c.capsule.clone_ref(py)))
         });
-    }
-    out.starts = offsets.iter().map(|&o| o - offsets[0]).collect();
-    Ok(out)
-}
-
-/// Reads a `string` / `large_string` array into owned strings.
-pub(crate) fn read_strings(column: ColumnView<'_>) -> Result<Vec<String>, String> {
-    let format = column.format();
-    if format != "u" && format != "U" {
-        return Err(format!(
-            "must hold text (Arrow string), found Arrow type {format:?}"
-        ));
-    }
-    let (base, rows) = (column.offset(), column.length());
-    if let Some(row) = column.first_null(base, rows) {
-        return Err(format!("example {row} is null"));
-    }
-    let offsets = column.offsets(format == "U", base, rows);
-    let data = column.buffer(2) as *const u8;
-    if data.is_null() && offsets[rows] > offsets[0] {
-        return Err("malformed Arrow string export".into());
-    }
-    (0..rows)
-        .map(|row| {
-            let (start, end) = (offsets[row], offsets[row + 1]);
-            if start == end {
-                return Ok(String::new());
+        let hit = match &cached {
+            Some((cached_schema, _)) => {
+                cached_schema.bind(py).is(&schema)
+                    || cached_schema
+                        .bind(py)
+                        .call_method1(pyo3::intern!(py, "equals"), (&schema,))?
+                        .is_truthy()?
             }
-            // SAFETY: the data buffer covers every offset of the array.
-            let bytes = unsafe { std::slice::from_raw_parts(data.add(start), end - start) };
-            // Arrow strings are UTF-8 by specification; check anyway, a bad exporter must not
-            // become undefined behaviour.
-            std::str::from_utf8(bytes)
-                .map(str::to_owned)
-                .map_err(|_| format!("example {row} is not valid UTF-8"))
+            None => false,
+        };
+        let capsule = match cached {
+            Some((_, capsule)) if hit => capsule.into_bound(py),
+            _ => {
+                let capsule = schema
+                    .call_method0(pyo3::intern!(py, "__arrow_c_schema__"))?
+                    .cast_into::<PyCapsule>()?;
+                if let Ok(mut guard) = cache.lock() {
+                    *guard = Some(CachedSchema {
+                        schema: schema.clone().unbind(),
+                        capsule: capsule.clone().unbind(),
+                    });
+                }
+                capsule
+            }
+        };
+        let schema_ptr =
+            capsule.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const ArrowSchema;
+        let mut owned = Box::new(ArrowArray::empty());
+        let array_ptr: *mut ArrowArray = &mut *owned;
+        batch.call_method1(pyo3::intern!(py, "_export_to_c"), (array_ptr as usize,))?;
+        Ok(ArrowExport {
+            _schema: capsule,
+            _array: None,
+            owned_array: Some(owned),
+            schema: schema_ptr,
+            array: array_ptr,
         })
-        .collect()
+    }
+
+    pub(crate) fn view(&self) -> ArrayView<'_> {
+        // SAFETY: the capsules or the owned array (held by self) own both structs, a valid export.
+        unsafe { ArrayView::new(&*self.schema, &*self.array) }
+    }
 }

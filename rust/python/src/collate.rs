@@ -1,35 +1,30 @@
-//! Collation entry points: a batch of examples (a list of dicts, or an Arrow record batch) padded in
-//! one call, and MLM masking. Python only wraps the returned arrays into tensors.
-//!
-//! A [`CollatePlan`] holds the resolved padding settings, so a collator parses them once rather
-//! than at every batch. Padded columns are written straight into NumPy arrays, from the Python
-//! rows or from the Arrow buffers in place.
+//! Collation entry points: a batch of examples (a list of dicts, a dict of columns, or an Arrow
+//! record batch) padded in one call by the core's collation plan, flattening, and MLM masking.
+//! This module only converts: it reads the Python values into rows, allocates the NumPy outputs
+//! the core's plan lays out, and hands the results back; every rule lives in
+//! `ferrotune_core::collate`.
 
 use std::borrow::Cow;
-use std::ffi::c_void;
 use std::sync::Mutex;
 
-use ferrotune_core::buffers::round_up;
-use ferrotune_core::mlm::{mask_tokens as core_mask_tokens, MaskingConfig};
-use ferrotune_core::pad::{
-    check_same_lengths, pad_rows, target_length, OnesLike, PadTarget, PaddedColumn, RowSource,
+use ferrotune_core::arrow::Numbers;
+use ferrotune_core::collate::{
+    empty_batch, flatten, BatchColumn, CollationPlan, ColumnRule, PadJob, Width,
 };
-use ferrotune_core::{FerrotuneError, Ragged, Side};
+use ferrotune_core::mlm::{mask_tokens as core_mask_tokens, MaskingConfig};
+use ferrotune_core::{FerrotuneError, PadSpec, PaddedColumn, Ragged, RowSource};
 use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2,
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{
-    PyBool, PyCapsule, PyCapsuleMethods, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
-};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::arrow_ffi::{read_ints, ArrowArray, ArrowSchema, ColumnView};
+use crate::arrow_ffi::{ArrowExport, CachedSchema};
 use crate::{
-    core_result, extract_row, guarded, parse_pad_target, parse_side, run_detached, sequence_items,
-    to_py_err, type_error, type_name,
+    core_result, extract_row, guarded, run_detached, sequence_items, to_py_err, type_error,
+    type_name,
 };
 
 /// Below this many output values padding stays on the calling thread with the GIL held: releasing
@@ -39,9 +34,9 @@ const DETACH_MIN_VALUES: usize = 1 << 15;
 /// One collated output column, in the order the batch's keys came.
 enum Collated {
     /// A `rows x width` int64 matrix, already written by padding.
-    Matrix(Py<PyArray2<i64>>),
-    /// Padded rows that do not share one length (a fixed target shorter than some rows).
-    Padded(PaddedColumn),
+    Padded(Py<PyArray2<i64>>),
+    /// Rows that do not share one length (a fixed target shorter than some rows, or no padding).
+    Ragged(PaddedColumn),
     Ints(Vec<i64>),
     Floats(Vec<f64>),
     /// Values ferrotune does not convert itself (strings, nested lists of keys that are not
@@ -60,6 +55,15 @@ type CollatedTuple<'py> = (
 /// `(kind, data, starts)` of one column.
 type KindData<'py> = (&'static str, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 
+/// A flattened batch: `(input_ids, labels, position_ids, cu_seq_lens, max_length)`.
+pub(crate) type FlatArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i32>>,
+    usize,
+);
+
 impl Collated {
     /// `(kind, data, starts)`; a matrix or an int vector goes through `convert` when given.
     fn into_python<'py>(
@@ -72,14 +76,14 @@ impl Collated {
             None => Ok(array),
         };
         Ok(match self {
-            Collated::Matrix(matrix) => {
+            Collated::Padded(matrix) => {
                 ("padded", converted(matrix.into_bound(py).into_any())?, None)
             }
-            Collated::Padded(padded) => {
-                let starts: Vec<i64> = padded.starts.iter().map(|&s| s as i64).collect();
+            Collated::Ragged(column) => {
+                let starts: Vec<i64> = column.starts.iter().map(|&s| s as i64).collect();
                 (
                     "ragged",
-                    padded.values.into_pyarray(py).into_any(),
+                    column.values.into_pyarray(py).into_any(),
                     Some(starts.into_pyarray(py).into_any()),
                 )
             }
@@ -89,29 +93,11 @@ impl Collated {
         })
     }
 
-    /// Whether Python needs the tuple form to finish this column (see `CollatePlan.arrow_dict`).
+    /// Whether the column is finished here (a tensor or array); the others go back to Python as
+    /// a `(kind, data, starts)` tuple to convert (see `CollatePlan.arrow_dict`).
     fn is_final(&self) -> bool {
-        matches!(self, Collated::Matrix(_) | Collated::Ints(_))
+        matches!(self, Collated::Padded(_) | Collated::Ints(_))
     }
-}
-
-/// The length a column padded on its own (labels) is padded to.
-#[derive(Clone, Copy)]
-enum LabelLength {
-    /// The padded width of the reference column (token classification).
-    Main,
-    /// Its own longest row (seq2seq), rounded up to `pad_to_multiple_of`.
-    Longest,
-    /// `max_length`, rounded up to `pad_to_multiple_of`.
-    Fixed(usize),
-    /// Not padded.
-    Unpadded,
-}
-
-struct Independent {
-    name: String,
-    pad_value: i64,
-    length: LabelLength,
 }
 
 /// The columns of one batch, read but not yet padded.
@@ -124,55 +110,34 @@ struct Gathered<'a> {
     other: Vec<(Cow<'a, str>, Collated)>,
 }
 
-/// One padding job: a column of rows and the matrix (or ragged rows) it becomes.
-struct PadJob<'j> {
-    name: &'j str,
-    rows: &'j dyn RowSource,
-    pad_value: i64,
-    width: usize,
+impl<'a> Gathered<'a> {
+    fn with_capacity(columns: usize) -> Self {
+        Gathered {
+            order: Vec::with_capacity(columns),
+            rows: Vec::with_capacity(columns),
+            other: Vec::new(),
+        }
+    }
+
+    fn find(&self, key: &str) -> Option<&dyn RowSource> {
+        self.rows
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, rows)| &**rows as &dyn RowSource)
+    }
 }
 
-/// The resolved padding settings of a collator: which keys are padded, with what, to what length.
-/// Built once per distinct setting (collators cache it), then applied to every batch.
+/// The resolved padding settings of a collator or of `tokenizer.pad`: the core's collation plan,
+/// built once per distinct setting (callers cache it), then applied to every batch.
 #[pyclass(module = "ferrotune._core", frozen)]
 pub struct CollatePlan {
-    /// Keys padded together and their pad values; the first is the reference
-    /// (`model_input_names[0]`), whose rows set the padded width.
-    pad_values: Vec<(String, i64)>,
-    /// Create an all-ones `attention_mask` when the batch has none.
-    create_attention_mask: bool,
-    target: PadTarget,
-    /// `pad_to_multiple_of` for the reference width (None when not padding).
-    multiple: Option<usize>,
-    /// `pad_to_multiple_of` as given, for the labels padded on their own.
-    pad_to_multiple_of: Option<usize>,
-    side: Side,
-    /// Keys padded on their own (labels of seq2seq / token classification).
-    independent: Vec<Independent>,
+    plan: CollationPlan,
     schema_cache: Mutex<Option<CachedSchema>>,
 }
 
 impl CollatePlan {
-    fn main(&self) -> &str {
-        &self.pad_values[0].0
-    }
-
-    fn is_padded(&self, key: &str) -> bool {
-        self.pad_values.iter().any(|(name, _)| name == key)
-            || self.independent.iter().any(|label| label.name == key)
-    }
-
-    fn missing_main(&self, py: Python<'_>, names: &[Cow<'_, str>]) -> PyErr {
-        to_py_err(py, FerrotuneError::InvalidInput(format!(
-                "You should supply an encoding or a list of encodings to this method that includes {}, \
-                 but you provided {}",
-                self.main(),
-                py_list(names)
-            ),
-        ))
-    }
-
-    /// Pads the gathered rows (reference first) and returns every column in batch order.
+    /// Pads the gathered rows as the plan lays them out and returns every column in batch order
+    /// (a made column, such as a fresh attention mask, last).
     fn finish<'a>(
         &self,
         py: Python<'_>,
@@ -183,69 +148,26 @@ impl CollatePlan {
             rows,
             mut other,
         } = gathered;
-        let find = |key: &str| rows.iter().find(|(name, _)| name == key).map(|(_, r)| &**r);
-        let main = self.main();
-        let Some(reference) = find(main) else {
-            return Err(self.missing_main(py, &order));
-        };
-        let ones = OnesLike(reference);
-        let create_mask = self.create_attention_mask && find("attention_mask").is_none();
-        if create_mask {
-            order.push(Cow::Borrowed("attention_mask"));
-        }
-        let lengths = reference.row_lengths();
-        let main_width = target_length(lengths.iter().copied(), self.target, self.multiple);
-        let mut jobs: Vec<PadJob<'_>> = Vec::with_capacity(rows.len() + 1);
-        for (name, pad_value) in &self.pad_values {
-            let column: &dyn RowSource = match find(name) {
-                Some(column) => column,
-                None if create_mask && name == "attention_mask" => &ones,
-                None => continue,
-            };
-            core_result(py, check_same_lengths(main, &lengths, name, column))?;
-            jobs.push(PadJob {
-                name,
-                rows: column,
-                pad_value: *pad_value,
-                width: main_width,
-            });
-        }
-        for label in &self.independent {
-            let Some(column) = find(&label.name) else {
-                continue;
-            };
-            let width = match label.length {
-                LabelLength::Main => main_width,
-                LabelLength::Longest => target_length(
-                    column.row_lengths().into_iter(),
-                    PadTarget::Longest,
-                    self.pad_to_multiple_of,
-                ),
-                LabelLength::Fixed(n) => round_up(n, self.pad_to_multiple_of),
-                LabelLength::Unpadded => 0,
-            };
-            jobs.push(PadJob {
-                name: &label.name,
-                rows: column,
-                pad_value: label.pad_value,
-                width,
-            });
-        }
+        let inputs: Vec<(&str, &dyn RowSource)> = rows
+            .iter()
+            .map(|(name, rows)| (&**name, &**rows as &dyn RowSource))
+            .collect();
+        let jobs = core_result(py, self.plan.jobs(&inputs))?;
+        let spec = self.plan.spec;
         // Matrices are allocated in NumPy and written in place; rows longer than the target keep
         // their length and come back ragged.
         let mut padded: Vec<(&str, Collated)> = Vec::with_capacity(jobs.len());
         let mut matrices = Vec::new();
-        let mut fills = Vec::new();
+        let mut fills: Vec<&PadJob<'_>> = Vec::new();
         for job in &jobs {
-            if job.rows.fits(job.width) {
-                // SAFETY: every element is written by `pad_into` below before Python sees it.
+            if job.is_matrix() {
+                // SAFETY: every element is written by `fill` below before Python sees it.
                 let matrix =
-                    unsafe { PyArray2::<i64>::new(py, [job.rows.rows(), job.width], false) };
+                    unsafe { PyArray2::<i64>::new(py, [job.source().rows(), job.width], false) };
                 matrices.push((job.name, matrix));
                 fills.push(job);
             } else {
-                let column = pad_rows(job.name, job.rows, job.width, job.pad_value, self.side);
-                padded.push((job.name, Collated::Padded(column)));
+                padded.push((job.name, Collated::Ragged(job.padded(&spec))));
             }
         }
         {
@@ -255,10 +177,9 @@ impl CollatePlan {
                 outputs.push(unsafe { matrix.as_slice_mut() }.map_err(PyErr::from)?);
             }
             let total: usize = outputs.iter().map(|out| out.len()).sum();
-            let side = self.side;
             let work = move || {
                 for (job, out) in fills.into_iter().zip(outputs) {
-                    job.rows.pad_into(job.width, job.pad_value, side, out);
+                    job.fill(&spec, out);
                 }
                 Ok(())
             };
@@ -271,8 +192,12 @@ impl CollatePlan {
         padded.extend(
             matrices
                 .into_iter()
-                .map(|(name, matrix)| (name, Collated::Matrix(matrix.unbind()))),
+                .map(|(name, matrix)| (name, Collated::Padded(matrix.unbind()))),
         );
+        let names: Vec<&str> = inputs.iter().map(|(name, _)| *name).collect();
+        if let Some(made) = self.plan.made_column(&names) {
+            order.push(Cow::Owned(made.to_string()));
+        }
         let mut out = Vec::with_capacity(order.len());
         for name in order {
             let column = if let Some(i) = padded.iter().position(|(n, _)| *n == name) {
@@ -332,10 +257,28 @@ impl CollatePlan {
         }
         Ok((out, pending))
     }
+
+    /// The batch's padded columns, from a list of examples or an Arrow record batch.
+    fn gather_any<'a, 'py: 'a>(
+        &self,
+        py: Python<'py>,
+        features: &Bound<'py, PyAny>,
+        export: &'a mut Option<ArrowExport<'py>>,
+        only_padded: bool,
+    ) -> PyResult<Gathered<'a>> {
+        if features.cast::<PyList>().is_ok() || features.cast::<PyTuple>().is_ok() {
+            return self.gather_examples(py, features, only_padded);
+        }
+        let export = export.insert(ArrowExport::new(features, Some(&self.schema_cache))?);
+        self.gather_arrow(py, export, only_padded)
+    }
 }
 
 #[pymethods]
 impl CollatePlan {
+    /// `pad_values`: the keys padded together with the model's main input (first), and their pad
+    /// values; `independent`: `(key, pad_value, mode, max_length)` of keys padded on their own
+    /// terms (`mode` is "main" for the main input's width, or a padding strategy).
     #[new]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (pad_values, create_attention_mask, padding, max_length, pad_to_multiple_of, padding_side, independent=Vec::new()))]
@@ -350,48 +293,23 @@ impl CollatePlan {
         independent: Vec<(String, i64, String, Option<usize>)>,
     ) -> PyResult<Self> {
         guarded(py, || {
-            if pad_values.is_empty() {
-                return Err(to_py_err(
-                    py,
-                    FerrotuneError::InvalidArgument(
-                        "pad_values must name at least the model's main input".into(),
-                    ),
-                ));
-            }
-            let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
-            let side = parse_side(py, padding_side, "padding_side")?;
-            let independent = independent
+            let spec = core_result(
+                py,
+                PadSpec::parse(padding, max_length, pad_to_multiple_of, padding_side),
+            )?;
+            let ones = (create_attention_mask
+                && pad_values.iter().any(|(name, _)| name == "attention_mask"))
+            .then(|| "attention_mask".to_string());
+            let mut columns: Vec<ColumnRule> = pad_values
                 .into_iter()
-                .map(|(name, pad_value, mode, length)| {
-                    let length = match (mode.as_str(), length) {
-                        ("main", _) => LabelLength::Main,
-                        ("longest", _) => LabelLength::Longest,
-                        ("max_length", Some(n)) => LabelLength::Fixed(n),
-                        ("do_not_pad", _) => LabelLength::Unpadded,
-                        (other, _) => {
-                            return Err(to_py_err(
-                                py,
-                                FerrotuneError::InvalidArgument(format!(
-                                    "unknown padding mode {other:?} for '{name}'"
-                                )),
-                            ))
-                        }
-                    };
-                    Ok(Independent {
-                        name,
-                        pad_value,
-                        length,
-                    })
-                })
-                .collect::<PyResult<_>>()?;
+                .map(|(name, pad_value)| ColumnRule::new(name, pad_value, Width::Aligned))
+                .collect();
+            for (name, pad_value, mode, length) in independent {
+                let width = core_result(py, Width::parse(&mode, length))?;
+                columns.push(ColumnRule::new(name, pad_value, width));
+            }
             Ok(CollatePlan {
-                pad_values,
-                create_attention_mask,
-                target,
-                multiple,
-                pad_to_multiple_of,
-                side,
-                independent,
+                plan: core_result(py, CollationPlan::new(spec, columns, ones))?,
                 schema_cache: Mutex::new(None),
             })
         })
@@ -405,7 +323,10 @@ impl CollatePlan {
         features: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<CollatedTuple<'py>>> {
         guarded(py, || {
-            Self::tuples(py, self.finish(py, self.gather_examples(py, features)?)?)
+            Self::tuples(
+                py,
+                self.finish(py, self.gather_examples(py, features, false)?)?,
+            )
         })
     }
 
@@ -416,8 +337,8 @@ impl CollatePlan {
         batch: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<CollatedTuple<'py>>> {
         guarded(py, || {
-            let export = ArrowExport::new(batch, &self.schema_cache)?;
-            let gathered = self.gather_arrow(py, &export)?;
+            let export = ArrowExport::new(batch, Some(&self.schema_cache))?;
+            let gathered = self.gather_arrow(py, &export, false)?;
             Self::tuples(py, self.finish(py, gathered)?)
         })
     }
@@ -433,7 +354,7 @@ impl CollatePlan {
         guarded(py, || {
             Self::dict(
                 py,
-                self.finish(py, self.gather_examples(py, features)?)?,
+                self.finish(py, self.gather_examples(py, features, false)?)?,
                 convert,
             )
         })
@@ -448,10 +369,108 @@ impl CollatePlan {
         convert: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>)> {
         guarded(py, || {
-            let export = ArrowExport::new(batch, &self.schema_cache)?;
-            let gathered = self.gather_arrow(py, &export)?;
+            let export = ArrowExport::new(batch, Some(&self.schema_cache))?;
+            let gathered = self.gather_arrow(py, &export, false)?;
             Self::dict(py, self.finish(py, gathered)?, convert)
         })
+    }
+
+    /// Pads columns given as `{key: rows}` (one list of token ids per example, keys the plan pads;
+    /// `tokenizer.pad`): `(name, kind, data, starts)` per padded column.
+    fn columns<'py>(
+        &self,
+        py: Python<'py>,
+        columns: &Bound<'py, PyDict>,
+    ) -> PyResult<Vec<CollatedTuple<'py>>> {
+        guarded(py, || {
+            let mut gathered = Gathered::with_capacity(columns.len());
+            for (key, rows) in columns.iter() {
+                let name: String = key.extract()?;
+                let Some(items) = sequence_items(&rows) else {
+                    return Err(type_error(
+                        py,
+                        format!(
+                            "'{name}' must be a list of examples, got {}",
+                            type_name(&rows)
+                        ),
+                    ));
+                };
+                let mut ragged = Ragged::with_capacity(items.len(), 0);
+                for (index, item) in items.iter().enumerate() {
+                    extract_row(py, item, &mut ragged.values, &name, index)?;
+                    ragged.starts.push(ragged.values.len());
+                }
+                gathered.order.push(Cow::Owned(name.clone()));
+                gathered.rows.push((Cow::Owned(name), Box::new(ragged)));
+            }
+            Self::tuples(py, self.finish(py, gathered)?)
+        })
+    }
+
+    /// Flattens the batch's main input (and `labels` when the plan pads them and the batch has
+    /// them) into one sequence: `DataCollatorWithFlattening`. Returns `(input_ids, labels,
+    /// position_ids, cu_seq_lens, max_length)`.
+    #[pyo3(signature = (features, *, separator_id=-100, position_ids_start=0))]
+    fn flatten<'py>(
+        &self,
+        py: Python<'py>,
+        features: &Bound<'py, PyAny>,
+        separator_id: i64,
+        position_ids_start: i64,
+    ) -> PyResult<FlatArrays<'py>> {
+        guarded(py, || {
+            let mut export = None;
+            let gathered = self.gather_any(py, features, &mut export, true)?;
+            let main = self.plan.reference();
+            let rows = gathered
+                .find(main)
+                .ok_or_else(|| to_py_err(py, self.plan.missing_reference(&gathered.order)))?;
+            let labels = gathered.find("labels");
+            let flat = core_result(py, flatten(rows, labels, separator_id, position_ids_start))?;
+            Ok(flat_arrays(py, flat))
+        })
+    }
+}
+
+/// A flattened batch as NumPy arrays.
+pub(crate) fn flat_arrays(
+    py: Python<'_>,
+    flat: ferrotune_core::collate::Flattened,
+) -> FlatArrays<'_> {
+    (
+        flat.input_ids.into_pyarray(py),
+        flat.labels.into_pyarray(py),
+        flat.position_ids.into_pyarray(py),
+        flat.cu_seq_lens.into_pyarray(py),
+        flat.max_length,
+    )
+}
+
+impl CollatePlan {
+    /// Reads an exported record batch through the core: padded columns as rows in place, the
+    /// others as numbers.
+    fn gather_arrow<'a>(
+        &self,
+        py: Python<'_>,
+        export: &'a ArrowExport<'_>,
+        only_padded: bool,
+    ) -> PyResult<Gathered<'a>> {
+        let columns = core_result(py, self.plan.read_record_batch(export.view(), only_padded))?;
+        let mut gathered = Gathered::with_capacity(columns.len());
+        for (name, column) in columns {
+            let name: Cow<'a, str> = Cow::Owned(name);
+            gathered.order.push(name.clone());
+            match column {
+                BatchColumn::Rows(rows) => gathered.rows.push((name, rows)),
+                BatchColumn::Numbers(Numbers::Ints(ints)) => {
+                    gathered.other.push((name, Collated::Ints(ints)))
+                }
+                BatchColumn::Numbers(Numbers::Floats(floats)) => {
+                    gathered.other.push((name, Collated::Floats(floats)))
+                }
+            }
+        }
+        Ok(gathered)
     }
 }
 
@@ -518,6 +537,7 @@ impl CollatePlan {
         &self,
         py: Python<'py>,
         features: &Bound<'py, PyAny>,
+        only_padded: bool,
     ) -> PyResult<Gathered<'static>> {
         let Some(examples) = sequence_items(features) else {
             return Err(type_error(
@@ -529,7 +549,7 @@ impl CollatePlan {
             ));
         };
         if examples.is_empty() {
-            return Err(empty_batch(py));
+            return Err(to_py_err(py, empty_batch()));
         }
         let dicts: Vec<Bound<'py, PyDict>> = examples
             .iter()
@@ -550,12 +570,11 @@ impl CollatePlan {
             })
             .collect::<PyResult<_>>()?;
         let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        if !names.iter().any(|name| name == self.main()) {
-            let names: Vec<Cow<'_, str>> =
-                names.iter().map(|n| Cow::Borrowed(n.as_str())).collect();
-            return Err(self.missing_main(py, &names));
+        if !names.iter().any(|name| name == self.plan.reference()) {
+            return Err(to_py_err(py, self.plan.missing_reference(&names)));
         }
-        for (i, dict) in dicts.iter().enumerate().skip(1) {
+        // Flattening reads only its keys, as transformers does: other keys may differ.
+        for (i, dict) in dicts.iter().enumerate().skip(1).filter(|_| !only_padded) {
             let same =
                 dict.len() == keys.len() && keys.iter().all(|k| dict.contains(k).unwrap_or(false));
             if !same {
@@ -573,11 +592,7 @@ impl CollatePlan {
             }
         }
 
-        let mut gathered = Gathered {
-            order: Vec::with_capacity(names.len()),
-            rows: Vec::new(),
-            other: Vec::new(),
-        };
+        let mut gathered = Gathered::with_capacity(names.len());
         for (key, name) in keys.iter().zip(names) {
             let values: Vec<Bound<'py, PyAny>> = dicts
                 .iter()
@@ -587,13 +602,15 @@ impl CollatePlan {
                 })
                 .collect::<PyResult<_>>()?;
             let name: Cow<'static, str> = Cow::Owned(name);
-            if self.is_padded(&name) {
+            if self.plan.pads(&name) {
                 let mut rows = Ragged::with_capacity(values.len(), 0);
                 for (i, value) in values.iter().enumerate() {
                     extract_row(py, value, &mut rows.values, &name, i)?;
                     rows.starts.push(rows.values.len());
                 }
                 gathered.rows.push((name.clone(), Box::new(rows)));
+            } else if only_padded {
+                continue;
             } else {
                 gathered
                     .other
@@ -638,455 +655,6 @@ fn scalar_column(py: Python<'_>, name: &str, values: &[Bound<'_, PyAny>]) -> PyR
         ),
         ScalarKind::Object => Collated::Objects(PyList::new(py, values)?.unbind()),
     })
-}
-
-fn empty_batch(py: Python<'_>) -> PyErr {
-    to_py_err(
-        py,
-        FerrotuneError::EmptyBatch(
-            "the batch is empty: a collator needs at least one example".into(),
-        ),
-    )
-}
-
-/// Collates a list of examples (dicts of lists / NumPy arrays / torch tensors / numbers).
-#[pyfunction]
-#[pyo3(signature = (features, pad_values, create_attention_mask, padding, max_length, pad_to_multiple_of, padding_side, independent=Vec::new()))]
-#[allow(clippy::too_many_arguments)]
-pub fn collate_examples<'py>(
-    py: Python<'py>,
-    features: &Bound<'py, PyAny>,
-    pad_values: Vec<(String, i64)>,
-    create_attention_mask: bool,
-    padding: &str,
-    max_length: Option<usize>,
-    pad_to_multiple_of: Option<usize>,
-    padding_side: &str,
-    independent: Vec<(String, i64, String, Option<usize>)>,
-) -> PyResult<Vec<CollatedTuple<'py>>> {
-    guarded(py, || {
-        CollatePlan::new(
-            py,
-            pad_values,
-            create_attention_mask,
-            padding,
-            max_length,
-            pad_to_multiple_of,
-            padding_side,
-            independent,
-        )?
-        .examples(py, features)
-    })
-}
-
-// ------------------------------------------------------------------------------------------------
-// Arrow C data interface (read by hand: one capsule call per batch, no pyarrow object per column)
-
-/// A `pyarrow.Schema` exported once, for the batches that share it.
-struct CachedSchema {
-    schema: Py<PyAny>,
-    capsule: Py<PyCapsule>,
-}
-
-/// `pyarrow.RecordBatch`, when pyarrow is loaded (never imported from here).
-static PYARROW_RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-fn pyarrow_record_batch(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
-    if let Some(class) = PYARROW_RECORD_BATCH.get(py) {
-        return Some(class.bind(py));
-    }
-    let modules = py.import("sys").ok()?.getattr("modules").ok()?;
-    let pyarrow = modules.get_item("pyarrow").ok()?;
-    let class = pyarrow
-        .getattr("RecordBatch")
-        .ok()?
-        .cast_into::<PyType>()
-        .ok()?;
-    Some(
-        PYARROW_RECORD_BATCH
-            .get_or_init(py, || class.unbind())
-            .bind(py),
-    )
-}
-
-/// An exported record batch, alive as long as this: either the two capsules of
-/// `__arrow_c_array__`, or (a pyarrow RecordBatch) a cached schema and an array exported alone,
-/// released on drop.
-struct ArrowExport<'py> {
-    _schema: Bound<'py, PyCapsule>,
-    _array: Option<Bound<'py, PyCapsule>>,
-    owned_array: Option<Box<ArrowArray>>,
-    schema: *const ArrowSchema,
-    array: *const ArrowArray,
-}
-
-impl Drop for ArrowExport<'_> {
-    fn drop(&mut self) {
-        if let Some(array) = self.owned_array.as_mut() {
-            if let Some(release) = array.release {
-                // SAFETY: the array was exported into this box and is released once, here.
-                unsafe { release(&mut **array) };
-            }
-        }
-    }
-}
-
-impl<'py> ArrowExport<'py> {
-    fn new(batch: &Bound<'py, PyAny>, cache: &Mutex<Option<CachedSchema>>) -> PyResult<Self> {
-        let py = batch.py();
-        if let Some(record_batch) = pyarrow_record_batch(py) {
-            if batch.get_type().is(record_batch) {
-                return Self::pyarrow(batch, cache);
-            }
-        }
-        let exported = batch.call_method0(pyo3::intern!(py, "__arrow_c_array__"))?;
-        let (schema, array): (Bound<'py, PyCapsule>, Bound<'py, PyCapsule>) = exported.extract()?;
-        let schema_ptr =
-            schema.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const ArrowSchema;
-        let array_ptr = array.pointer_checked(Some(c"arrow_array"))?.as_ptr() as *const ArrowArray;
-        Ok(ArrowExport {
-            _schema: schema,
-            _array: Some(array),
-            owned_array: None,
-            schema: schema_ptr,
-            array: array_ptr,
-        })
-    }
-
-    /// A pyarrow RecordBatch: the schema, exported once per distinct schema, is a third of the
-    /// cost of exporting a small batch.
-    fn pyarrow(batch: &Bound<'py, PyAny>, cache: &Mutex<Option<CachedSchema>>) -> PyResult<Self> {
-        let py = batch.py();
-        let schema = batch.getattr(pyo3::intern!(py, "schema"))?;
-        // Python is never called with the lock held.
-        let cached = cache.lock().ok().and_then(|guard| {
-            guard
-                .as_ref()
-                .map(|c| (c.schema.clone_ref(py), c.capsule.clone_ref(py)))
-        });
-        let hit = match &cached {
-            Some((cached_schema, _)) => {
-                cached_schema.bind(py).is(&schema)
-                    || cached_schema
-                        .bind(py)
-                        .call_method1(pyo3::intern!(py, "equals"), (&schema,))?
-                        .is_truthy()?
-            }
-            None => false,
-        };
-        let capsule = match cached {
-            Some((_, capsule)) if hit => capsule.into_bound(py),
-            _ => {
-                let capsule = schema
-                    .call_method0(pyo3::intern!(py, "__arrow_c_schema__"))?
-                    .cast_into::<PyCapsule>()?;
-                if let Ok(mut guard) = cache.lock() {
-                    *guard = Some(CachedSchema {
-                        schema: schema.clone().unbind(),
-                        capsule: capsule.clone().unbind(),
-                    });
-                }
-                capsule
-            }
-        };
-        let schema_ptr =
-            capsule.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const ArrowSchema;
-        let mut owned = Box::new(ArrowArray::empty());
-        let array_ptr: *mut ArrowArray = &mut *owned;
-        batch.call_method1(pyo3::intern!(py, "_export_to_c"), (array_ptr as usize,))?;
-        Ok(ArrowExport {
-            _schema: capsule,
-            _array: None,
-            owned_array: Some(owned),
-            schema: schema_ptr,
-            array: array_ptr,
-        })
-    }
-
-    fn root(&self) -> ColumnView<'_> {
-        // SAFETY: the capsules or the owned array (held by self) own both structs.
-        unsafe {
-            ColumnView {
-                schema: &*self.schema,
-                array: &*self.array,
-            }
-        }
-    }
-}
-
-/// Token values an Arrow list may hold.
-trait TokenValue: Copy + Sync {
-    fn to_i64(self) -> i64;
-}
-
-macro_rules! token_values {
-    ($($t:ty),*) => {$(
-        impl TokenValue for $t {
-            #[inline]
-            fn to_i64(self) -> i64 {
-                self as i64
-            }
-        }
-    )*};
-}
-token_values!(i8, u8, i16, u16, i32, u32, i64, u64);
-
-/// List offsets (`list` has i32, `large_list` i64), checked non-negative before use.
-trait ListOffset: Copy + Sync {
-    fn to_usize(self) -> usize;
-}
-
-impl ListOffset for i32 {
-    #[inline]
-    fn to_usize(self) -> usize {
-        self as usize
-    }
-}
-
-impl ListOffset for i64 {
-    #[inline]
-    fn to_usize(self) -> usize {
-        self as usize
-    }
-}
-
-/// The rows of an Arrow list column, read in place: row `r` is
-/// `values[offsets[r]..offsets[r + 1]]`. The offsets are checked before one is built.
-struct ArrowRows<'a, O, V> {
-    offsets: &'a [O],
-    values: &'a [V],
-}
-
-impl<O: ListOffset, V: TokenValue> RowSource for ArrowRows<'_, O, V> {
-    fn rows(&self) -> usize {
-        self.offsets.len() - 1
-    }
-
-    fn row_len(&self, row: usize) -> usize {
-        self.offsets[row + 1].to_usize() - self.offsets[row].to_usize()
-    }
-
-    fn write_row(&self, row: usize, out: &mut [i64]) {
-        let start = self.offsets[row].to_usize();
-        let values = &self.values[start..start + out.len()];
-        for (slot, value) in out.iter_mut().zip(values) {
-            *slot = value.to_i64();
-        }
-    }
-}
-
-/// Whether list offsets are usable: non-negative, never decreasing, within `values` values.
-fn valid_offsets<O: ListOffset + PartialOrd + Default>(offsets: &[O], values: usize) -> bool {
-    offsets.first().is_some_and(|&first| first >= O::default())
-        && offsets.windows(2).all(|w| w[0] <= w[1])
-        && offsets
-            .last()
-            .is_some_and(|&last| last.to_usize() <= values)
-}
-
-/// A list column read in place, and the index in its values child of its first value.
-type ListRows<'a> = (Box<dyn RowSource + 'a>, usize);
-
-/// The rows of list column `column` (`rows` rows from logical row `base`) over integer values, or
-/// None when its values are not integers. Errors for malformed offsets.
-fn arrow_rows<'a>(
-    py: Python<'_>,
-    name: &str,
-    column: ColumnView<'a>,
-    base: usize,
-    rows: usize,
-) -> PyResult<Option<ListRows<'a>>> {
-    let malformed = || {
-        to_py_err(
-            py,
-            FerrotuneError::Internal(format!("malformed Arrow list export for '{name}'")),
-        )
-    };
-    let values = column.child(0).ok_or_else(malformed)?;
-    // Physical values from the child's own offset: list offsets count from there.
-    let value_base = values.offset();
-    let value_len = values.length();
-    fn build<'a, O: ListOffset + PartialOrd + Default + 'a>(
-        offsets: &'a [O],
-        values: ColumnView<'a>,
-        base: usize,
-        len: usize,
-    ) -> Option<Option<ListRows<'a>>> {
-        if !valid_offsets(offsets, len) {
-            return None;
-        }
-        let first = offsets[0].to_usize();
-        macro_rules! rows {
-            ($t:ty) => {{
-                let values = &values.values::<$t>(1, base + len)?[base..];
-                let rows: Box<dyn RowSource + 'a> = Box::new(ArrowRows { offsets, values });
-                Some(Some((rows, first)))
-            }};
-        }
-        match &*values.format() {
-            "c" => rows!(i8),
-            "C" => rows!(u8),
-            "s" => rows!(i16),
-            "S" => rows!(u16),
-            "i" => rows!(i32),
-            "I" => rows!(u32),
-            "l" => rows!(i64),
-            "L" => rows!(u64),
-            _ => Some(None),
-        }
-    }
-    let built = if column.format() == "+l" {
-        let offsets = column
-            .values::<i32>(1, base + rows + 1)
-            .ok_or_else(malformed)?;
-        build(&offsets[base..], values, value_base, value_len)
-    } else {
-        let offsets = column
-            .values::<i64>(1, base + rows + 1)
-            .ok_or_else(malformed)?;
-        build(&offsets[base..], values, value_base, value_len)
-    };
-    built.ok_or_else(malformed)
-}
-
-fn read_floats(format: &str, data: *const c_void, start: usize, end: usize) -> Option<Vec<f64>> {
-    if data.is_null() && end > start {
-        return None;
-    }
-    match format {
-        "f" => Some(
-            // SAFETY: as in read_ints.
-            unsafe { std::slice::from_raw_parts((data as *const f32).add(start), end - start) }
-                .iter()
-                .map(|&v| v as f64)
-                .collect(),
-        ),
-        "g" => Some(
-            unsafe { std::slice::from_raw_parts((data as *const f64).add(start), end - start) }
-                .to_vec(),
-        ),
-        _ => None,
-    }
-}
-
-impl CollatePlan {
-    /// Reads an exported record batch: list columns as rows in place, the others as numbers.
-    fn gather_arrow<'a>(
-        &self,
-        py: Python<'_>,
-        export: &'a ArrowExport<'_>,
-    ) -> PyResult<Gathered<'a>> {
-        let root = export.root();
-        if root.format() != "+s" {
-            return Err(type_error(
-                py,
-                format!(
-                    "an Arrow batch to collate must be a record batch (struct), got Arrow format {:?}",
-                    root.format()
-                ),
-            ));
-        }
-        let rows = root.length();
-        if rows == 0 {
-            return Err(empty_batch(py));
-        }
-        let columns = root.schema.n_children.max(0) as usize;
-        let mut gathered = Gathered {
-            order: Vec::with_capacity(columns),
-            rows: Vec::with_capacity(columns),
-            other: Vec::new(),
-        };
-        for i in 0..columns {
-            let column = root.child(i).ok_or_else(|| {
-                to_py_err(
-                    py,
-                    FerrotuneError::Internal("malformed Arrow export".into()),
-                )
-            })?;
-            let name = column.name();
-            let format = column.format();
-            let base = root.offset() + column.offset();
-            if let Some(row) = column.first_null(base, rows) {
-                return Err(to_py_err(
-                    py,
-                    FerrotuneError::InvalidInput(format!(
-                        "example {row}: '{name}' is null; a collator needs a value in every example"
-                    )),
-                ));
-            }
-            if format == "+l" || format == "+L" {
-                if !self.is_padded(&name) {
-                    return Err(type_error(
-                        py,
-                        format!(
-                            "'{name}' holds a list per example but is not a column the collator pads: \
-                             remove it (e.g. dataset.remove_columns) or collate it yourself"
-                        ),
-                    ));
-                }
-                let Some((token_rows, first)) = arrow_rows(py, &name, column, base, rows)? else {
-                    let value_format = column.child(0).map(|v| v.format()).unwrap_or_default();
-                    let what = if value_format.starts_with('+') {
-                        "nested lists (one level too deep)".to_string()
-                    } else {
-                        format!("Arrow type {value_format:?}")
-                    };
-                    return Err(type_error(
-                        py,
-                        format!("'{name}' must hold integer token ids, found {what}"),
-                    ));
-                };
-                if let Some(values) = column.child(0).filter(|v| v.array.null_count != 0) {
-                    let lengths = token_rows.row_lengths();
-                    let count = lengths.iter().sum();
-                    if let Some(position) = values.first_null(values.offset() + first, count) {
-                        let row = lengths
-                            .iter()
-                            .scan(0, |end, len| {
-                                *end += len;
-                                Some(*end)
-                            })
-                            .position(|end| end > position)
-                            .unwrap_or(0);
-                        return Err(to_py_err(
-                            py,
-                            FerrotuneError::InvalidInput(format!(
-                                "example {row}: '{name}' holds a null token id"
-                            )),
-                        ));
-                    }
-                }
-                gathered.rows.push((name.clone(), token_rows));
-            } else if self.is_padded(&name) {
-                return Err(type_error(
-                    py,
-                    format!("'{name}' must hold a list of token ids per example, found Arrow type {format:?}"),
-                ));
-            } else {
-                let data = column.buffer(1);
-                let mut ints = Vec::with_capacity(rows);
-                let collated = if read_ints(&format, data, base, base + rows, &mut ints) {
-                    Collated::Ints(ints)
-                } else if let Some(floats) = read_floats(&format, data, base, base + rows) {
-                    Collated::Floats(floats)
-                } else {
-                    return Err(type_error(
-                        py,
-                        format!(
-                            "'{name}' has Arrow type {format:?}, which a collator cannot turn into a tensor: \
-                             remove the column (e.g. dataset.remove_columns) before collating"
-                        ),
-                    ));
-                };
-                gathered.other.push((name.clone(), collated));
-            }
-            gathered.order.push(name);
-        }
-        if !gathered.rows.iter().any(|(name, _)| name == self.main()) {
-            return Err(self.missing_main(py, &gathered.order));
-        }
-        Ok(gathered)
-    }
 }
 
 /// Masks a padded batch for MLM in place; returns the labels.

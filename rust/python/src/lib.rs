@@ -13,10 +13,9 @@ mod collate;
 mod stream;
 
 use ferrotune_core::engine::{
-    EncodeRequest, Engine, EngineChoice, OutputSelection, Padding, Truncation, TruncationStrategy,
+    EncodeRequest, Engine, EngineChoice, OutputSelection, Truncation, TruncationStrategy,
 };
-use ferrotune_core::pad::{pad_columns, PadColumn, PadTarget};
-use ferrotune_core::{catch_panics, FerrotuneError, Ragged, Side};
+use ferrotune_core::{catch_panics, FerrotuneError, PadSpec, Side};
 use numpy::{
     IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -250,25 +249,6 @@ fn extract_row(
     ))
 }
 
-/// Extracts a batch of rows (a list or tuple of per-example sequences) into one ragged buffer.
-fn extract_rows(py: Python<'_>, rows: &Bound<'_, PyAny>, key: &str) -> PyResult<Ragged> {
-    let Some(items) = sequence_items(rows) else {
-        return Err(type_error(
-            py,
-            format!(
-                "'{key}' must be a list of examples, got {}",
-                type_name(rows)
-            ),
-        ));
-    };
-    let mut ragged = Ragged::with_capacity(items.len(), 0);
-    for (index, item) in items.iter().enumerate() {
-        extract_row(py, item, &mut ragged.values, key, index)?;
-        ragged.starts.push(ragged.values.len());
-    }
-    Ok(ragged)
-}
-
 fn parse_side(py: Python<'_>, name: &str, option: &str) -> PyResult<Side> {
     core_result(py, Side::parse(name, option))
 }
@@ -363,33 +343,14 @@ impl PyTokenizer {
                     side: parse_side(py, &side, "truncation_side")?,
                 }),
             };
-            let padding = match (padding, padding_length) {
-                ("do_not_pad", _) => Padding::DoNotPad,
-                ("longest", _) => Padding::Longest,
-                ("max_length", Some(length)) => Padding::MaxLength(length),
-                ("max_length", None) => {
-                    return Err(to_py_err(
-                        py,
-                        FerrotuneError::InvalidArgument(
-                            "padding='max_length' needs a length".into(),
-                        ),
-                    ));
-                }
-                (other, _) => {
-                    return Err(to_py_err(
-                        py,
-                        FerrotuneError::InvalidArgument(format!(
-                            "unknown padding strategy {other:?}"
-                        )),
-                    ));
-                }
-            };
+            let padding = core_result(
+                py,
+                PadSpec::parse(padding, padding_length, pad_to_multiple_of, padding_side),
+            )?;
             let request = EncodeRequest {
                 add_special_tokens,
                 truncation,
                 padding,
-                pad_to_multiple_of,
-                padding_side: parse_side(py, padding_side, "padding_side")?,
                 pad_id,
                 pad_type_id,
                 outputs: OutputSelection {
@@ -428,31 +389,6 @@ impl PyTokenizer {
             out.set_item("_starts", starts.into_pyarray(py))?;
             out.set_item("_width", batch.uniform_width)?;
             Ok(out)
-        })
-    }
-
-    /// Pads already-tokenized columns. `columns` is a list of `(key, rows, pad_value)`; the first
-    /// is the reference whose lengths set the padding, and `rows=None` asks for a column of ones
-    /// shaped like the reference (a fresh attention mask). Returns `(key, values, starts, width)`.
-    #[pyo3(signature = (columns, *, padding="longest", max_length=None, pad_to_multiple_of=None, padding_side="right"))]
-    fn pad<'py>(
-        &self,
-        py: Python<'py>,
-        columns: Vec<(String, Option<Bound<'py, PyAny>>, i64)>,
-        padding: &str,
-        max_length: Option<usize>,
-        pad_to_multiple_of: Option<usize>,
-        padding_side: &str,
-    ) -> PyResult<Vec<PaddedTuple<'py>>> {
-        guarded(py, || {
-            pad_impl(
-                py,
-                columns,
-                padding,
-                max_length,
-                pad_to_multiple_of,
-                padding_side,
-            )
         })
     }
 
@@ -515,14 +451,6 @@ impl PyTokenizer {
     }
 }
 
-/// One padded column as Python receives it: `(key, values, starts, width)`.
-type PaddedTuple<'py> = (
-    String,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Option<usize>,
-);
-
 /// The items of a list or tuple (borrowed views), or None for anything else.
 fn sequence_items<'py>(obj: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
     if let Ok(list) = obj.cast::<PyList>() {
@@ -534,82 +462,6 @@ fn sequence_items<'py>(obj: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>
     }
 }
 
-/// transformers' padding strategy (already resolved to a name) as a core padding target.
-fn parse_pad_target(
-    py: Python<'_>,
-    padding: &str,
-    max_length: Option<usize>,
-    pad_to_multiple_of: Option<usize>,
-) -> PyResult<(PadTarget, Option<usize>)> {
-    Ok(match (padding, max_length) {
-        ("longest", _) => (PadTarget::Longest, pad_to_multiple_of),
-        ("max_length", Some(length)) => (PadTarget::Fixed(length), pad_to_multiple_of),
-        ("max_length", None) => {
-            return Err(to_py_err(
-                py,
-                FerrotuneError::InvalidArgument("padding='max_length' needs max_length".into()),
-            ))
-        }
-        // Nothing is padded; a fixed target of 0 keeps every row as it is.
-        ("do_not_pad", _) => (PadTarget::Fixed(0), None),
-        (other, _) => {
-            return Err(to_py_err(
-                py,
-                FerrotuneError::InvalidArgument(format!("unknown padding strategy {other:?}")),
-            ))
-        }
-    })
-}
-
-fn pad_impl<'py>(
-    py: Python<'py>,
-    columns: Vec<(String, Option<Bound<'py, PyAny>>, i64)>,
-    padding: &str,
-    max_length: Option<usize>,
-    pad_to_multiple_of: Option<usize>,
-    padding_side: &str,
-) -> PyResult<Vec<PaddedTuple<'py>>> {
-    let (target, multiple) = parse_pad_target(py, padding, max_length, pad_to_multiple_of)?;
-    let side = parse_side(py, padding_side, "padding_side")?;
-    let mut extracted: Vec<PadColumn> = Vec::with_capacity(columns.len());
-    for (name, rows, pad_value) in columns {
-        let rows = match rows {
-            Some(rows) => extract_rows(py, &rows, &name)?,
-            None => {
-                let reference = extracted.first().ok_or_else(|| {
-                    type_error(
-                        py,
-                        "the first column must carry rows: it is the reference for the others"
-                            .into(),
-                    )
-                })?;
-                Ragged {
-                    values: vec![1; reference.rows.values.len()],
-                    starts: reference.rows.starts.clone(),
-                }
-            }
-        };
-        extracted.push(PadColumn {
-            name,
-            rows,
-            pad_value,
-        });
-    }
-    let padded = run_detached(py, move || pad_columns(&extracted, target, multiple, side))?;
-    padded
-        .into_iter()
-        .map(|column| {
-            let starts: Vec<i64> = column.starts.iter().map(|&s| s as i64).collect();
-            Ok((
-                column.name,
-                column.values.into_pyarray(py),
-                starts.into_pyarray(py),
-                column.uniform_width,
-            ))
-        })
-        .collect()
-}
-
 extern "C" fn child_after_fork() {
     ferrotune_core::parallel::disable_after_fork();
 }
@@ -617,7 +469,7 @@ extern "C" fn child_after_fork() {
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::collate::{collate_examples, mask_tokens, CollatePlan};
+    use super::collate::{mask_tokens, CollatePlan};
     #[pymodule_export]
     use super::stream::{index_line_rows, PyTokenRows};
     #[pymodule_export]

@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
-use ferrotune_core::engine::{
-    EncodeRequest, OutputSelection, Padding, Truncation, TruncationStrategy,
-};
+use ferrotune_core::arrow::{read_int_lists, read_strings};
+use ferrotune_core::engine::{EncodeRequest, OutputSelection, Truncation, TruncationStrategy};
 use ferrotune_core::stream::{
     collate_packed, collate_padded, index_rows, plan_batches, plan_packs, BatchLimit, Piece,
     PlanSpec, TokenRows,
 };
-use ferrotune_core::{FerrotuneError, Side};
+use ferrotune_core::{FerrotuneError, PadSpec, Ragged};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use crate::arrow_ffi::{read_int_lists, read_strings, Exported};
-use crate::{core_result, guarded, parse_side, run_detached, to_py_err, type_error, PyTokenizer};
+use crate::arrow_ffi::ArrowExport;
+use crate::collate::{flat_arrays, FlatArrays};
+use crate::{core_result, guarded, parse_side, run_detached, to_py_err, PyTokenizer};
 
 /// Tokenized examples of one window of the stream.
 #[pyclass(module = "ferrotune._core", name = "TokenRows", frozen)]
@@ -38,18 +38,14 @@ type RaggedArrays<'py> = (
 
 type RowIndexArrays<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<i64>>, u64);
 
-type PackedArrays<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i32>>,
-    usize,
-);
-
 fn strings_of(py: Python<'_>, array: &Bound<'_, PyAny>, column: &str) -> PyResult<Vec<String>> {
-    let exported = Exported::new(array)?;
-    read_strings(exported.view())
-        .map_err(|message| type_error(py, format!("'{column}': {message}")))
+    let exported = ArrowExport::new(array, None)?;
+    core_result(py, read_strings(exported.view(), column))
+}
+
+fn int_lists_of(py: Python<'_>, array: &Bound<'_, PyAny>, column: &str) -> PyResult<Ragged> {
+    let exported = ArrowExport::new(array, None)?;
+    core_result(py, read_int_lists(exported.view(), column))
 }
 
 fn matrix(
@@ -104,9 +100,7 @@ impl PyTokenRows {
             let request = EncodeRequest {
                 add_special_tokens,
                 truncation,
-                padding: Padding::DoNotPad,
-                pad_to_multiple_of: None,
-                padding_side: Side::Right,
+                padding: PadSpec::NONE,
                 pad_id: 0,
                 pad_type_id: 0,
                 outputs: OutputSelection {
@@ -117,11 +111,10 @@ impl PyTokenRows {
             let engine = Arc::clone(&tokenizer.engine);
             let rows = run_detached(py, move || {
                 let batch = engine.encode_batch(&texts, pairs.as_deref(), &request)?;
-                Ok(TokenRows {
-                    ids: batch.input_ids,
-                    starts: batch.starts,
-                    type_ids: batch.token_type_ids,
-                })
+                TokenRows::new(
+                    Ragged::from_parts(batch.input_ids, batch.starts)?,
+                    batch.token_type_ids,
+                )
             })?;
             Ok(PyTokenRows { rows })
         })
@@ -137,16 +130,11 @@ impl PyTokenRows {
         column: &str,
     ) -> PyResult<Self> {
         guarded(py, || {
-            let read = |array: &Bound<'_, PyAny>, name: &str| -> PyResult<ferrotune_core::Ragged> {
-                let exported = Exported::new(array)?;
-                read_int_lists(exported.view())
-                    .map_err(|message| type_error(py, format!("'{name}': {message}")))
-            };
-            let ids = read(ids, column)?;
+            let ids = int_lists_of(py, ids, column)?;
             let type_ids = match type_ids {
                 None => None,
                 Some(array) => {
-                    let types = read(array, "token_type_ids")?;
+                    let types = int_lists_of(py, array, "token_type_ids")?;
                     if types.starts != ids.starts {
                         return Err(to_py_err(
                             py,
@@ -159,11 +147,7 @@ impl PyTokenRows {
                 }
             };
             Ok(PyTokenRows {
-                rows: TokenRows {
-                    ids: ids.values,
-                    starts: ids.starts,
-                    type_ids,
-                },
+                rows: core_result(py, TokenRows::new(ids, type_ids))?,
             })
         })
     }
@@ -179,9 +163,9 @@ impl PyTokenRows {
 
     /// All rows as `(ids, starts, token_type_ids or None)`: row `i` is `ids[starts[i]:starts[i + 1]]`.
     fn ragged<'py>(&self, py: Python<'py>) -> RaggedArrays<'py> {
-        let starts: Vec<i64> = self.rows.starts.iter().map(|&s| s as i64).collect();
+        let starts: Vec<i64> = self.rows.ids.starts.iter().map(|&s| s as i64).collect();
         (
-            self.rows.ids.clone().into_pyarray(py),
+            self.rows.ids.values.clone().into_pyarray(py),
             starts.into_pyarray(py),
             self.rows.type_ids.clone().map(|t| t.into_pyarray(py)),
         )
@@ -317,7 +301,7 @@ impl PyTokenRows {
         pieces: PyReadonlyArray2<'py, i64>,
         separator_id: i64,
         position_ids_start: i64,
-    ) -> PyResult<PackedArrays<'py>> {
+    ) -> PyResult<FlatArrays<'py>> {
         guarded(py, || {
             let pieces = pieces.as_array();
             if pieces.ncols() != 3 {
@@ -342,13 +326,7 @@ impl PyTokenRows {
                 py,
                 collate_packed(&self.rows, &pieces, separator_id, position_ids_start),
             )?;
-            Ok((
-                packed.input_ids.into_pyarray(py),
-                packed.labels.into_pyarray(py),
-                packed.position_ids.into_pyarray(py),
-                packed.cu_seq_lens.into_pyarray(py),
-                packed.max_length,
-            ))
+            Ok(flat_arrays(py, packed))
         })
     }
 }
