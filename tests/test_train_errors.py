@@ -122,3 +122,31 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main(["train", "--task", "mrpc", "--data-dir", str(mrpc_dir()), "--text-column", "nope"]) == 2
     error = capsys.readouterr().err
     assert "ferrotune train: error:" in error and "nope" in error and "Traceback" not in error
+
+
+def test_unreadable_rows_name_the_file_and_line(tmp_path):
+    """Training reads through ferrotune.sources: a broken row is named by file and line, as a DataError."""
+    from ferrotune.errors import DataError
+
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0\n')
+    train_must_fail(DataError, r"bad\.jsonl', line 2: not valid JSON", task="classification",
+                    train=str(tmp_path / "bad.jsonl"), output_dir=tmp_path / "o")  # fmt: skip
+    (tmp_path / "rows.csv").write_text("text,label\na,1\nb,0,extra\n")
+    train_must_fail(DataError, r"rows\.csv', line 3: 3 field\(s\) where the header has 2", task="classification",
+                    train=str(tmp_path / "rows.csv"), output_dir=tmp_path / "o")  # fmt: skip
+
+
+def test_json_and_gzipped_jsonl_files_are_read_as_json_lines(tmp_path):
+    import gzip
+
+    from ferrotune.training.config import TrainConfig
+    from ferrotune.training.data import load_task_data
+
+    write_jsonl(tmp_path / "train.json", [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}])
+    data = load_task_data(TrainConfig(task="classification", train=str(tmp_path / "train.json")).validate())
+    assert data.train.num_rows == 2 and data.label_names == ["neg", "pos"]
+    lines = ['{"text": "a", "label": 1}', "", '{"text": "b"}']
+    with gzip.open(tmp_path / "train.jsonl.gz", "wt") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    with pytest.raises(LabelError, match=r"train\.jsonl\.gz line 3"):
+        load_task_data(TrainConfig(task="classification", train=str(tmp_path / "train.jsonl.gz")).validate())
