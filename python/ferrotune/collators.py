@@ -331,13 +331,7 @@ class DataCollatorForSeq2Seq(_PlanCache):
             has_labels = False
         independent: tuple[tuple[str, int, str, int | None], ...] = ()
         if has_labels:
-            padding = getattr(self.padding, "value", self.padding)
-            if padding is False or padding == "do_not_pad":
-                mode = "do_not_pad"
-            elif padding == "max_length" and self.max_length is not None:
-                mode = "max_length"
-            else:
-                mode = "longest"
+            mode = _padding.label_padding(self.padding, self.max_length)
             independent = ((label_name, int(self.label_pad_token_id), mode, self.max_length),)
         plan, return_tensors, convert = self._plan(
             self.tokenizer,

@@ -27,6 +27,7 @@ __all__ = [
     "check_padding_side",
     "collation_plan",
     "known_max_length",
+    "label_padding",
     "no_pad_token_error",
     "pad_values",
     "padding_strategy",
@@ -52,6 +53,17 @@ def padding_strategy(padding: Any) -> str:
     if isinstance(padding, str) and padding in PADDING_STRATEGIES:
         return padding
     raise InvalidArgumentError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+
+
+def label_padding(padding: Any, max_length: int | None) -> str:
+    """How ``DataCollatorForSeq2Seq`` pads labels on their own, transformers' rule: not at all for ``False`` /
+    ``"do_not_pad"``, to ``max_length`` for ``"max_length"`` with a length, else to their longest (``None`` too)."""
+    padding = getattr(padding, "value", padding)
+    if padding is False or padding == "do_not_pad":
+        return "do_not_pad"
+    if padding == "max_length" and max_length is not None:
+        return "max_length"
+    return "longest"
 
 
 def truncation_strategy(truncation: Any) -> str:

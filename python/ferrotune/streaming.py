@@ -31,7 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from . import _core
 from .errors import DataSourceError, InputTypeError, InvalidArgumentError, InvalidInputError, StateDictError
-from .padding import known_max_length
+from .padding import check_padding_side, known_max_length, pad_values
 from .sources import CsvOptions, Unit, _Source, arrow_column, check_columns, open_sources
 from .tokenizer import Tokenizer
 
@@ -222,8 +222,8 @@ class StreamingLoader(IterableDataset):
                 "Asking to pad but the tokenizer does not have a padding token: set tokenizer.pad_token "
                 "(e.g. tokenizer.pad_token = tokenizer.eos_token) or pass pad_token_id"
             )
-        self.padding_side = getattr(tokenizer, "padding_side", "right")
-        self.pad_token_type_id = getattr(tokenizer, "pad_token_type_id", 0)
+        self.padding_side = check_padding_side(getattr(tokenizer, "padding_side", "right"))
+        self.pad_token_type_id = pad_values(tokenizer)["token_type_ids"]
         self._return_type_ids = text_column is not None and "token_type_ids" in tokenizer.model_input_names
 
         self._epoch = 0

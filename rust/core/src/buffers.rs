@@ -60,6 +60,15 @@ impl Ragged {
         Ok(Ragged { values, starts })
     }
 
+    /// Builds from rows given one by one (tests, small inputs).
+    pub fn from_rows<R: AsRef<[i64]>>(rows: &[R]) -> Self {
+        let mut out = Ragged::new();
+        for row in rows {
+            out.push_row(row.as_ref().iter().copied());
+        }
+        out
+    }
+
     pub fn push_row<I: IntoIterator<Item = i64>>(&mut self, row: I) {
         self.values.extend(row);
         self.starts.push(self.values.len());

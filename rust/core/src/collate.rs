@@ -382,11 +382,7 @@ mod tests {
     use crate::buffers::{Ragged, Side};
 
     fn ragged(rows: &[&[i64]]) -> Ragged {
-        let mut r = Ragged::new();
-        for row in rows {
-            r.push_row(row.iter().copied());
-        }
-        r
+        Ragged::from_rows(rows)
     }
 
     fn tokenizer_plan(spec: PadSpec) -> CollationPlan {

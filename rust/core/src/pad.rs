@@ -301,11 +301,7 @@ mod tests {
     use super::*;
 
     fn ragged(rows: &[&[i64]]) -> Ragged {
-        let mut r = Ragged::new();
-        for row in rows {
-            r.push_row(row.iter().copied());
-        }
-        r
+        Ragged::from_rows(rows)
     }
 
     #[test]
