@@ -1,5 +1,6 @@
 """Type stubs for ferrotune._core, the PyO3 extension (hand-written; keep in step with rust/python/src/lib.rs)."""
 
+from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
@@ -29,8 +30,8 @@ class Tokenizer:
     def to_str(self) -> str: ...
     def encode_batch(
         self,
-        texts: list[str] | tuple[str, ...],
-        pairs: list[str] | tuple[str, ...] | None = None,
+        texts: Sequence[str] | Sequence[Sequence[str]],
+        pairs: Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
         add_special_tokens: bool = True,
         truncation: tuple[int, int, str, str] | None = None,
@@ -46,6 +47,8 @@ class Tokenizer:
         return_offsets_mapping: bool = False,
         return_overflowing_tokens: bool = False,
         return_length: bool = False,
+        is_split_into_words: bool = False,
+        return_alignment: bool = False,
     ) -> dict[str, Any]: ...
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
     def decode_batch(self, sequences: list[list[int]], skip_special_tokens: bool = False) -> list[str]: ...

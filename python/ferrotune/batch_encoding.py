@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import UserDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,9 +27,77 @@ def normalize_tensor_type(return_tensors: Any) -> str | None:
     return value
 
 
+class CharSpan(NamedTuple):
+    """A character span in an original string: ``start`` and ``end`` (exclusive), as transformers'."""
+
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    """A span of tokens in an encoded row: ``start`` and ``end`` (exclusive), as transformers'."""
+
+    start: int
+    end: int
+
+
+class Alignment:
+    """Per row (overflow windows are rows) of an encoded batch: the word index, sequence index, token
+    string and character offsets of every token, ``None`` for special tokens and padding, as transformers'
+    fast ``Encoding`` holds them. ``pairs``: whether the batch encoded pairs of sequences."""
+
+    __slots__ = ("word_ids", "sequence_ids", "tokens", "offsets", "pairs")
+
+    def __init__(
+        self,
+        word_ids: list[list[int | None]],
+        sequence_ids: list[list[int | None]],
+        tokens: list[list[str]],
+        offsets: list[list[tuple[int, int]]],
+        pairs: bool,
+    ) -> None:
+        self.word_ids = word_ids
+        self.sequence_ids = sequence_ids
+        self.tokens = tokens
+        self.offsets = offsets
+        self.pairs = pairs
+
+    def sequence_range(self, row: int, sequence: int) -> range:
+        """The tokens of sequence ``sequence`` in ``row``: the tokenizers crate's ``sequence_range``
+        (the whole row when the row has no such sequence)."""
+        ids = self.sequence_ids[row]
+        first = last = None
+        for position, value in enumerate(ids):
+            if value == sequence:
+                if first is None:
+                    first = position
+                last = position
+        if first is None or last is None:
+            if self.pairs and sequence < 2 and any(value is not None for value in ids):
+                return range(0, 0)  # an empty sequence of the pair
+            return range(len(ids))
+        return range(first, last + 1)
+
+
+_NOT_AVAILABLE = (
+    "{method}() is not available: this BatchEncoding was not made by a ferrotune Tokenizer call "
+    "(alignment needs the tokenizer's inputs; tokenizer.pad and the collators do not keep them)"
+)
+
+
 class BatchEncoding(UserDict):
     """A dict of model inputs, like transformers' ``BatchEncoding``: ``enc["input_ids"]``, ``enc.input_ids``,
-    ``enc.keys()``, and ``enc.to(device)`` when it holds torch tensors."""
+    ``enc.keys()``, and ``enc.to(device)`` when it holds torch tensors.
+
+    Made by a tokenizer call, it also answers transformers' alignment methods (``word_ids``,
+    ``sequence_ids``, ``tokens``, ``token_to_word``, ``word_to_tokens``, ``char_to_token``, ...). Their data is
+    computed by the Rust core on the first call of one of them (the tokenizer encodes the same inputs again,
+    asking for it), so that calls which never ask pay nothing."""
+
+    # The alignment data (an Alignment) once computed, and what computes it until then: a tokenizer and
+    # the arguments of its core call.
+    _alignment: Alignment | None = None
+    _alignment_source: tuple[Any, dict[str, Any]] | None = None
 
     def __init__(self, data: Any = None, /, **kwargs: Any) -> None:
         # One C-level dict copy: UserDict's own __init__ sets keys one by one through Python, which is most of
@@ -47,10 +115,166 @@ class BatchEncoding(UserDict):
             raise AttributeError(item) from None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data": self.data}
+        # Computed alignment data travels; the means to compute it (the tokenizer) does not.
+        state: dict[str, Any] = {"data": self.data}
+        if self._alignment is not None:
+            state["alignment"] = self._alignment
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.data = state["data"]
+        if state.get("alignment") is not None:
+            self._alignment = state["alignment"]
+
+    # ----------------------------------------------------------------------------------------------
+    # Alignment (transformers' fast BatchEncoding methods)
+
+    def _aligned(self, method: str) -> Alignment:
+        alignment = self._alignment
+        if alignment is None:
+            source = self._alignment_source
+            if source is None:
+                raise InvalidArgumentError(_NOT_AVAILABLE.format(method=method))
+            tokenizer, call = source
+            alignment = self._alignment = tokenizer._compute_alignment(call)
+            self._alignment_source = None
+        return alignment
+
+    def _row(self, alignment: Alignment, batch_index: int) -> int:
+        rows = len(alignment.word_ids)
+        if batch_index < 0:
+            batch_index += rows
+        if not 0 <= batch_index < rows:
+            raise IndexError(f"batch_index {batch_index} is out of range: the batch has {rows} rows")
+        return batch_index
+
+    def _resolve(self, method: str, first: int, second: int | None) -> tuple[Alignment, int, int]:
+        """``(batch_index, index)`` from transformers' ``(batch_or_index, index=None)`` calling convention."""
+        alignment = self._aligned(method)
+        batch_index, index = (0, first) if second is None else (first, second)
+        row = self._row(alignment, batch_index)
+        return alignment, row, index
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The token strings of row ``batch_index`` (padding gives the pad token)."""
+        alignment = self._aligned("tokens")
+        return list(alignment.tokens[self._row(alignment, batch_index)])
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """The sequence (0 or 1 for a pair) of each token of row ``batch_index``; None for special tokens
+        and padding."""
+        alignment = self._aligned("sequence_ids")
+        return list(alignment.sequence_ids[self._row(alignment, batch_index)])
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """The word of each token of row ``batch_index`` (the index in the words given with
+        ``is_split_into_words=True``, else in the pre-tokenizer's words); None for special tokens and padding."""
+        alignment = self._aligned("word_ids")
+        return list(alignment.word_ids[self._row(alignment, batch_index)])
+
+    def words(self, batch_index: int = 0) -> list[int | None]:
+        """Same as :meth:`word_ids` (transformers 4's older name)."""
+        alignment = self._aligned("words")
+        return list(alignment.word_ids[self._row(alignment, batch_index)])
+
+    @staticmethod
+    def _token_sequence(alignment: Alignment, row: int, token: int) -> int | None:
+        ids = alignment.sequence_ids[row]
+        if token < 0 or token > len(ids):
+            return None
+        if all(value is None for value in ids):
+            return 0  # no sequence ranges: the crate counts everything as sequence 0
+        return ids[token] if token < len(ids) else None
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """The sequence of a token: ``token_to_sequence(token)`` or ``token_to_sequence(batch, token)``."""
+        alignment, row, token = self._resolve("token_to_sequence", batch_or_token_index, token_index)
+        if token < 0:
+            token += len(alignment.sequence_ids[row])
+        return self._token_sequence(alignment, row, token)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """The word of a token, None for special tokens and padding: ``token_to_word(token)`` or
+        ``token_to_word(batch, token)``."""
+        alignment, row, token = self._resolve("token_to_word", batch_or_token_index, token_index)
+        if token < 0:
+            token += len(alignment.word_ids[row])
+        if self._token_sequence(alignment, row, token) is None:
+            return None
+        words = alignment.word_ids[row]
+        return words[token] if 0 <= token < len(words) else None
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        """The tokens ``[start, end)`` of a word of sequence ``sequence_index``, or None."""
+        alignment, row, word = self._resolve("word_to_tokens", batch_or_word_index, word_index)
+        return self._word_tokens(alignment, row, word, sequence_index)
+
+    @staticmethod
+    def _word_tokens(alignment: Alignment, row: int, word: int, sequence_index: int) -> TokenSpan | None:
+        span = alignment.sequence_range(row, sequence_index)
+        start = end = None
+        # the tokenizers crate's scan: stop at the first word past the one asked for
+        for position in span:
+            value = alignment.word_ids[row][position]
+            if value is not None and value > word:
+                break
+            if value == word:
+                if start is None:
+                    start = position
+                end = position + 1
+        if start is None or end is None:
+            return None
+        return TokenSpan(start, end)
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        """The characters ``[start, end)`` of a token in its original string (its word, with
+        ``is_split_into_words=True``), or None for special tokens and padding."""
+        alignment, row, token = self._resolve("token_to_chars", batch_or_token_index, token_index)
+        if token < 0:
+            token += len(alignment.offsets[row])
+        if self._token_sequence(alignment, row, token) is None:
+            return None
+        offsets = alignment.offsets[row]
+        return CharSpan(*offsets[token]) if 0 <= token < len(offsets) else None
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        """The token holding character ``char_index`` of sequence ``sequence_index``, or None."""
+        alignment, row, char = self._resolve("char_to_token", batch_or_char_index, char_index)
+        return self._char_token(alignment, row, char, sequence_index)
+
+    @staticmethod
+    def _char_token(alignment: Alignment, row: int, char: int, sequence_index: int) -> int | None:
+        offsets = alignment.offsets[row]
+        for position in alignment.sequence_range(row, sequence_index):
+            start, end = offsets[position]
+            if start <= char < end:
+                return position
+        return None
+
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        """The characters ``[start, end)`` of a word of sequence ``sequence_index``, or None."""
+        alignment, row, word = self._resolve("word_to_chars", batch_or_word_index, word_index)
+        span = self._word_tokens(alignment, row, word, sequence_index)
+        if span is None or span.end == 0:
+            return None
+        offsets = alignment.offsets[row]
+        return CharSpan(offsets[span.start][0], offsets[span.end - 1][1])
+
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        """The word holding character ``char_index`` of sequence ``sequence_index``, or None."""
+        alignment, row, char = self._resolve("char_to_word", batch_or_char_index, char_index)
+        token = self._char_token(alignment, row, char, sequence_index)
+        if token is None or self._token_sequence(alignment, row, token) is None:
+            return None
+        return alignment.word_ids[row][token]
 
     def to(self, device: Any, *, non_blocking: bool = False) -> BatchEncoding:
         """Moves every torch tensor to ``device`` (in place, like transformers) and returns ``self``."""

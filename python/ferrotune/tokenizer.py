@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core, _hf_loading
 from . import padding as _padding
-from .batch_encoding import BatchEncoding, Column, build_output, normalize_tensor_type, to_py_obj
+from .batch_encoding import Alignment, BatchEncoding, Column, build_output, normalize_tensor_type, to_py_obj
 from .errors import (
     EmptyBatchError,
     InputTypeError,
@@ -463,6 +463,7 @@ class Tokenizer:
         truncation: bool | str | None = None,
         max_length: int | None = None,
         stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors: str | None = None,
@@ -474,7 +475,13 @@ class Tokenizer:
         return_length: bool = False,
     ) -> Any:
         """Tokenizes one text, a batch of texts, or pairs: the semantics and defaults of transformers'
-        fast tokenizer ``__call__``. ``return_tensors`` is None (lists), "np", "pt" or "arrow"."""
+        fast tokenizer ``__call__``. ``return_tensors`` is None (lists), "np", "pt" or "arrow".
+
+        Pairs come as ``text`` and ``text_pair`` or as a list of ``(text, text_pair)`` tuples. With
+        ``is_split_into_words=True`` each example is a list of words (a batch is a list of such lists) that
+        are encoded one by one, as transformers does. The returned ``BatchEncoding`` answers transformers'
+        alignment methods (``word_ids(i)``, ``sequence_ids(i)``, ``tokens(i)``, ``token_to_word``,
+        ``word_to_tokens``, ``char_to_token``, ``token_to_chars``, ...), computed when first asked for."""
         padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
             padding, truncation, max_length, pad_to_multiple_of
         )
@@ -483,31 +490,7 @@ class Tokenizer:
         if not isinstance(stride, (int, np.integer)) or stride < 0:
             raise InvalidArgumentError(f"stride must be a non-negative int, got {stride!r}")
 
-        is_batched = isinstance(text, (list, tuple))
-        if is_batched:
-            if isinstance(text_pair, str):
-                raise InputTypeError(
-                    "when tokenizing batches of text, `text_pair` must be a list or tuple "
-                    "with the same length as `text`."
-                )
-            if text_pair is not None and not isinstance(text_pair, (list, tuple)):
-                raise InputTypeError(f"`text_pair` must be a list of str, got {type(text_pair).__name__}")
-            if text_pair is not None and len(text) != len(text_pair):
-                raise InvalidInputError(
-                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
-                )
-            if len(text) == 0:
-                raise EmptyBatchError("`text` is an empty batch: there is nothing to tokenize")
-            texts, pairs = text, text_pair
-        elif isinstance(text, str):
-            if text_pair is not None and not isinstance(text_pair, str):
-                raise InputTypeError(f"`text_pair` must be a str when `text` is a str, got {type(text_pair).__name__}")
-            texts = [text]
-            pairs = [text_pair] if text_pair else None  # transformers treats an empty pair as no pair
-        else:
-            raise InputTypeError(
-                f"text input must be of type `str` (single example) or `list[str]` (batch), got {type(text).__name__}"
-            )
+        is_batched, texts, pairs = _split_inputs(text, text_pair, is_split_into_words)
 
         with_type_ids = (
             "token_type_ids" in self.model_input_names if return_token_type_ids is None else return_token_type_ids
@@ -518,22 +501,26 @@ class Tokenizer:
         truncation_args = None
         if truncation_strategy != "do_not_truncate":
             truncation_args = (int(max_length), int(stride), truncation_strategy, self.truncation_side)
+        call = {
+            "texts": texts,
+            "pairs": pairs,
+            "add_special_tokens": add_special_tokens,
+            "truncation": truncation_args,
+            "padding": padding_strategy,
+            "padding_length": int(max_length) if padding_strategy == "max_length" else None,
+            "pad_to_multiple_of": pad_to_multiple_of,
+            "padding_side": side,
+            "pad_id": self.pad_token_id or 0,
+            "pad_type_id": self.pad_token_type_id,
+            "return_overflowing_tokens": return_overflowing_tokens,
+            "is_split_into_words": is_split_into_words,
+        }
         raw = self._core.encode_batch(
-            texts,
-            pairs,
-            add_special_tokens=add_special_tokens,
-            truncation=truncation_args,
-            padding=padding_strategy,
-            padding_length=int(max_length) if padding_strategy == "max_length" else None,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=side,
-            pad_id=self.pad_token_id or 0,
-            pad_type_id=self.pad_token_type_id,
+            **call,
             return_token_type_ids=bool(with_type_ids),
             return_attention_mask=bool(with_attention),
             return_special_tokens_mask=return_special_tokens_mask,
             return_offsets_mapping=return_offsets_mapping,
-            return_overflowing_tokens=return_overflowing_tokens,
             return_length=return_length,
         )
         starts, width = raw.pop("_starts"), raw.pop("_width")
@@ -554,7 +541,34 @@ class Tokenizer:
         if return_tensors == "arrow":
             return _record_batch(columns)
         unbatch = not is_batched and not return_overflowing_tokens
-        return build_output(columns, return_tensors, unbatch=unbatch)
+        out = build_output(columns, return_tensors, unbatch=unbatch)
+        # what the alignment methods need to encode the same rows again, asking for word and sequence ids
+        out._alignment_source = (self, call)
+        return out
+
+    def _compute_alignment(self, call: dict[str, Any]) -> Alignment:
+        """The alignment data of the rows a call with ``call``'s core arguments produced."""
+        raw = self._core.encode_batch(
+            **call,
+            return_token_type_ids=False,
+            return_attention_mask=False,
+            return_offsets_mapping=True,
+            return_alignment=True,
+        )
+        starts, width = raw["_starts"], raw["_width"]
+
+        def rows(values: np.ndarray) -> list[list[int | None]]:
+            return [[None if v < 0 else v for v in row] for row in Column(values, starts, width).to_lists()]
+
+        bounds = starts.tolist()
+        tokens = raw["_tokens"]
+        return Alignment(
+            word_ids=rows(raw["_word_ids"]),
+            sequence_ids=rows(raw["_sequence_ids"]),
+            tokens=[tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+            offsets=Column(raw["offset_mapping"], starts, width, pair=True).to_lists(),
+            pairs=call["pairs"] is not None,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Padding of already-tokenized inputs
@@ -643,6 +657,70 @@ class Tokenizer:
         if return_tensors == "arrow":
             return _record_batch(columns)
         return build_output(columns, return_tensors)
+
+
+def _is_pair_item(item: Any, is_split_into_words: bool) -> bool:
+    """Whether a batch item is a ``(first, second)`` pair: ``(str, str)`` for texts, ``(words, words)`` for
+    words (the tokenizers crate reads a list of str as one pre-tokenized sequence first)."""
+    if not isinstance(item, (list, tuple)):
+        return False
+    if is_split_into_words:
+        return len(item) > 0 and isinstance(item[0], (list, tuple))
+    return True
+
+
+def _split_inputs(text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[bool, list[Any], list[Any] | None]:
+    """``(is_batched, firsts, seconds or None)`` from the text arguments of a call, transformers' rules:
+    a str is one text, a list of str a batch (or, with ``is_split_into_words``, one example's words), a list
+    of ``(text, text_pair)`` tuples a batch of pairs. The core checks that every text and word is a str."""
+    if is_split_into_words:
+        if not isinstance(text, (list, tuple)):
+            raise InputTypeError(
+                "with is_split_into_words=True, `text` must be a list of words (one example) or a list of "
+                f"lists of words (a batch), got {type(text).__name__}"
+            )
+        is_batched = len(text) > 0 and isinstance(text[0], (list, tuple))
+        if not is_batched:
+            if text_pair is not None and not isinstance(text_pair, (list, tuple)):
+                raise InputTypeError(
+                    f"`text_pair` must be a list of words when `text` is one, got {type(text_pair).__name__}"
+                )
+            return False, [text], [text_pair] if text_pair else None  # an empty pair is no pair
+    else:
+        if isinstance(text, str):
+            if text_pair is not None and not isinstance(text_pair, str):
+                raise InputTypeError(f"`text_pair` must be a str when `text` is a str, got {type(text_pair).__name__}")
+            return False, [text], [text_pair] if text_pair else None  # transformers treats an empty pair as no pair
+        if not isinstance(text, (list, tuple)):
+            raise InputTypeError(
+                f"text input must be of type `str` (single example) or `list[str]` (batch), got {type(text).__name__}"
+            )
+    if isinstance(text_pair, str):
+        raise InputTypeError(
+            "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+        )
+    if text_pair is not None and not isinstance(text_pair, (list, tuple)):
+        raise InputTypeError(f"`text_pair` must be a list, got {type(text_pair).__name__}")
+    if text_pair is not None and len(text) != len(text_pair):
+        raise InvalidInputError(
+            f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
+        )
+    if len(text) == 0:
+        raise EmptyBatchError("`text` is an empty batch: there is nothing to tokenize")
+    if text_pair is None and _is_pair_item(text[0], is_split_into_words):
+        # a batch of (text, text_pair) tuples
+        firsts, seconds = [], []
+        for index, item in enumerate(text):
+            if not _is_pair_item(item, is_split_into_words) or len(item) != 2:
+                what = "(words, words)" if is_split_into_words else "(text, text_pair)"
+                raise InputTypeError(
+                    f"example {index}: a batch of pairs needs a {what} tuple in every example (as example 0 is), "
+                    f"got {type(item).__name__} {item!r:.80}"
+                )
+            firsts.append(item[0])
+            seconds.append(item[1])
+        return True, firsts, seconds
+    return True, list(text), None if text_pair is None else list(text_pair)
 
 
 def _padded_column(kind: str, data: np.ndarray, starts: np.ndarray | None) -> Column:

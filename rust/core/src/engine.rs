@@ -13,9 +13,9 @@ use tokenizers::utils::parallelism::MaybeParallelIterator;
 use tokenizers::utils::truncation::{
     TruncationDirection, TruncationParams, TruncationStrategy as TkStrategy,
 };
-use tokenizers::{EncodeInput, Encoding, PostProcessorWrapper, Tokenizer};
+use tokenizers::{EncodeInput, Encoding, InputSequence, PostProcessorWrapper, Tokenizer};
 
-use crate::buffers::Side;
+use crate::buffers::{Ragged, Side};
 use crate::direct::{build_row, DirectRow, Template};
 use crate::error::{FerrotuneError, Result};
 use crate::fast_bpe::FastByteLevelBpe;
@@ -36,6 +36,10 @@ pub struct OutputSelection {
     /// Emit every overflow window as a row of its own, with `overflow_to_sample_mapping`.
     pub overflowing: bool,
     pub length: bool,
+    /// Word ids, sequence ids and token strings of every row (`word_ids()`, `sequence_ids()`,
+    /// `tokens()` and the other alignment methods): computed on the general path, from the
+    /// tokenizers crate's `Encoding`, and only when asked for.
+    pub alignment: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,53 @@ pub struct EncodeRequest {
     pub pad_id: i64,
     pub pad_type_id: i64,
     pub outputs: OutputSelection,
+}
+
+/// One sequence of an input: a text, or a text already split into words (`is_split_into_words`,
+/// the tokenizers crate's pre-tokenized input: each word is encoded on its own, offsets count from
+/// the start of each word, and every token of word `i` has word id `i`).
+trait Sequence: Sync {
+    fn input(&self) -> InputSequence<'_>;
+    fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>);
+    fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding;
+}
+
+impl Sequence for String {
+    fn input(&self) -> InputSequence<'_> {
+        self.as_str().into()
+    }
+    fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>) {
+        fast.encode_ids_into(self, out);
+    }
+    fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding {
+        fast.encode(self, char_offsets)
+    }
+}
+
+impl Sequence for Vec<String> {
+    fn input(&self) -> InputSequence<'_> {
+        self.as_slice().into()
+    }
+    fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>) {
+        for word in self {
+            fast.encode_ids_into(word, out);
+        }
+    }
+    fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding {
+        // What the crate does with pre-tokenized input: each word encoded alone, merged without
+        // growing offsets.
+        Encoding::merge(
+            self.iter().enumerate().map(|(index, word)| {
+                let mut encoding = fast.encode(word, char_offsets);
+                encoding
+                    .get_word_ids_mut()
+                    .iter_mut()
+                    .for_each(|id| *id = Some(index as u32));
+                encoding
+            }),
+            false,
+        )
+    }
 }
 
 /// The outputs of one batch. Row `i` of every per-token output is `[starts[i], starts[i+1])`
@@ -62,6 +113,13 @@ pub struct EncodedBatch {
     pub offsets: Option<Vec<i64>>,
     pub overflow_to_sample_mapping: Option<Vec<i64>>,
     pub length: Option<Vec<i64>>,
+    /// With [`OutputSelection::alignment`]: word index of each token (-1 for none: special tokens,
+    /// padding), laid out as `input_ids`.
+    pub word_ids: Option<Vec<i64>>,
+    /// With [`OutputSelection::alignment`]: sequence index of each token (-1 for none).
+    pub sequence_ids: Option<Vec<i64>>,
+    /// With [`OutputSelection::alignment`]: the token strings (padding gives `pad_token`).
+    pub tokens: Option<Vec<String>>,
 }
 
 impl EncodedBatch {
@@ -309,6 +367,26 @@ impl Engine {
         pairs: Option<&[String]>,
         request: &EncodeRequest,
     ) -> Result<EncodedBatch> {
+        self.encode_sequences(texts, pairs, request)
+    }
+
+    /// Encodes a batch of texts already split into words (transformers' `is_split_into_words`),
+    /// optionally with the second sequence of each pair, also split into words.
+    pub fn encode_words_batch(
+        &self,
+        words: &[Vec<String>],
+        pairs: Option<&[Vec<String>]>,
+        request: &EncodeRequest,
+    ) -> Result<EncodedBatch> {
+        self.encode_sequences(words, pairs, request)
+    }
+
+    fn encode_sequences<S: Sequence>(
+        &self,
+        texts: &[S],
+        pairs: Option<&[S]>,
+        request: &EncodeRequest,
+    ) -> Result<EncodedBatch> {
         if let Some(pairs) = pairs {
             if pairs.len() != texts.len() {
                 return Err(FerrotuneError::InvalidInput(format!(
@@ -320,14 +398,15 @@ impl Engine {
         }
         self.check_truncation(request, pairs.is_some())?;
         if let (Some(fast), Some(template)) = (&self.fast, &self.template) {
-            if !request.outputs.offsets && !request.outputs.overflowing {
+            let outputs = request.outputs;
+            if !outputs.offsets && !outputs.overflowing && !outputs.alignment {
                 if let Some(truncation) = request.truncation {
                     // The crate's own checks of the setting (stride against the room left), so
                     // both paths refuse the same arguments with the same message.
                     self.configured(truncation)?;
                 }
                 let rows = encode_direct(fast, template, texts, pairs, request)?;
-                return Ok(assemble(&rows, request));
+                return Ok(assemble(&rows, request, ""));
             }
         }
         let encodings = match request.truncation {
@@ -338,16 +417,16 @@ impl Engine {
                 let inputs: Vec<EncodeInput> = match pairs {
                     None => texts
                         .iter()
-                        .map(|t| EncodeInput::Single(t.as_str().into()))
+                        .map(|t| EncodeInput::Single(t.input()))
                         .collect(),
                     Some(pairs) => texts
                         .iter()
                         .zip(pairs)
-                        .map(|(t, p)| EncodeInput::Dual(t.as_str().into(), p.as_str().into()))
+                        .map(|(t, p)| EncodeInput::Dual(t.input(), p.input()))
                         .collect(),
                 };
                 // Character offsets are what transformers reports; skip computing them when not asked for.
-                if request.outputs.offsets {
+                if request.outputs.offsets || request.outputs.alignment {
                     self.base
                         .encode_batch_char_offsets(inputs, request.add_special_tokens)
                 } else {
@@ -366,7 +445,14 @@ impl Engine {
             }
         }
         .map_err(tokenization_error)?;
-        Ok(assemble(&encodings, request))
+        let pad_token = match request.outputs.alignment {
+            true => u32::try_from(request.pad_id)
+                .ok()
+                .and_then(|id| self.base.id_to_token(id))
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        Ok(assemble(&encodings, request, &pad_token))
     }
 
     /// Encodes in two steps: each sequence whole (no post-processor, no truncation; natively when
@@ -375,21 +461,23 @@ impl Engine {
     /// truncation this is also a fix: the tokenizers crate (0.23.2) would otherwise stop tokenizing
     /// at `max_length` while encoding, which ignores `stride` and loses overflow windows that
     /// transformers returns.
-    fn encode_in_two_steps(
+    ///
+    /// Alignment requests (word ids, token strings) take the crate's encoding of each sequence
+    /// even where a native encoder exists: the `Encoding` is then the crate's in every field.
+    fn encode_in_two_steps<S: Sequence>(
         &self,
-        texts: &[String],
-        pairs: Option<&[String]>,
+        texts: &[S],
+        pairs: Option<&[S]>,
         configured: &Tokenizer,
         request: &EncodeRequest,
     ) -> tokenizers::Result<Vec<Encoding>> {
-        let encode_one = |text: &str| {
-            if let Some(fast) = &self.fast {
-                Ok(fast.encode(text, request.outputs.offsets))
-            } else if request.outputs.offsets {
-                self.plain.encode_char_offsets(text, false)
-            } else {
-                self.plain.encode_fast(text, false)
+        let outputs = request.outputs;
+        let encode_one = |text: &S| match &self.fast {
+            Some(fast) if !outputs.alignment => Ok(text.fast_encoding(fast, outputs.offsets)),
+            _ if outputs.offsets || outputs.alignment => {
+                self.plain.encode_char_offsets(text.input(), false)
             }
+            _ => self.plain.encode_fast(text.input(), false),
         };
         (0..texts.len())
             .into_maybe_par_iter()
@@ -469,21 +557,21 @@ fn stride_error(payload: Box<dyn std::any::Any + Send>, stride: usize) -> Ferrot
 
 /// The direct path (no offsets, no overflow windows): native ids, truncation and special tokens on
 /// id vectors.
-fn encode_direct(
+fn encode_direct<S: Sequence>(
     fast: &FastEncoder,
     template: &Template,
-    texts: &[String],
-    pairs: Option<&[String]>,
+    texts: &[S],
+    pairs: Option<&[S]>,
     request: &EncodeRequest,
 ) -> Result<Vec<DirectRow>> {
     (0..texts.len())
         .into_maybe_par_iter()
         .map(|i| {
             let mut first = Vec::new();
-            fast.encode_ids_into(&texts[i], &mut first);
+            texts[i].fast_ids_into(fast, &mut first);
             let second = pairs.map(|pairs| {
                 let mut second = Vec::new();
-                fast.encode_ids_into(&pairs[i], &mut second);
+                pairs[i].fast_ids_into(fast, &mut second);
                 second
             });
             build_row(
@@ -504,6 +592,9 @@ trait TokenRow: Sync {
     fn attention_mask(&self) -> &[u32];
     fn special_tokens_mask(&self) -> &[u32];
     fn offsets(&self) -> &[(usize, usize)];
+    fn word_ids(&self) -> &[Option<u32>];
+    fn sequence_ids(&self) -> Vec<Option<usize>>;
+    fn tokens(&self) -> &[String];
     fn overflowing(&self) -> &[Self]
     where
         Self: Sized;
@@ -528,6 +619,15 @@ impl TokenRow for Encoding {
     fn offsets(&self) -> &[(usize, usize)] {
         self.get_offsets()
     }
+    fn word_ids(&self) -> &[Option<u32>] {
+        self.get_word_ids()
+    }
+    fn sequence_ids(&self) -> Vec<Option<usize>> {
+        self.get_sequence_ids()
+    }
+    fn tokens(&self) -> &[String] {
+        self.get_tokens()
+    }
     fn overflowing(&self) -> &[Self] {
         self.get_overflowing()
     }
@@ -547,6 +647,15 @@ impl TokenRow for DirectRow {
         &self.special_tokens_mask
     }
     fn offsets(&self) -> &[(usize, usize)] {
+        &[]
+    }
+    fn word_ids(&self) -> &[Option<u32>] {
+        &[]
+    }
+    fn sequence_ids(&self) -> Vec<Option<usize>> {
+        Vec::new()
+    }
+    fn tokens(&self) -> &[String] {
         &[]
     }
     fn overflowing(&self) -> &[Self] {
@@ -590,6 +699,15 @@ impl OutputValue for (usize, usize) {
     }
 }
 
+impl OutputValue for Option<u32> {
+    #[inline]
+    fn write(values: &[Option<u32>], out: &mut [i64]) {
+        for (slot, &v) in out.iter_mut().zip(values) {
+            *slot = v.map_or(-1, i64::from);
+        }
+    }
+}
+
 impl<T: Sync, V: OutputValue> RowSource for RowsOf<'_, T, V> {
     fn rows(&self) -> usize {
         self.rows.len()
@@ -605,7 +723,13 @@ impl<T: Sync, V: OutputValue> RowSource for RowsOf<'_, T, V> {
 }
 
 /// Flattens encodings (and their overflow windows when requested) into padded contiguous buffers.
-fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBatch {
+///
+/// `pad_token` is the token string of padding positions when alignment is requested.
+fn assemble<T: TokenRow>(
+    encodings: &[T],
+    request: &EncodeRequest,
+    pad_token: &str,
+) -> EncodedBatch {
     let outputs = request.outputs;
     let mut rows: Vec<&T> = Vec::with_capacity(encodings.len());
     let mut mapping: Vec<i64> = Vec::new();
@@ -662,6 +786,29 @@ fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBat
     let length = outputs
         .length
         .then(|| starts.windows(2).map(|w| (w[1] - w[0]) as i64).collect());
+    let (word_ids, sequence_ids, tokens) = if outputs.alignment {
+        let column = RowsOf {
+            rows: &rows,
+            values: T::word_ids,
+            per_token: 1,
+        };
+        let word_ids = pad_rows("", &column, width, -1, spec.side).values;
+        let sequence_rows: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|row| {
+                row.sequence_ids()
+                    .iter()
+                    .map(|id| id.map_or(-1, |id| id as i64))
+                    .collect()
+            })
+            .collect();
+        let sequence_ids =
+            pad_rows("", &Ragged::from_rows(&sequence_rows), width, -1, spec.side).values;
+        let tokens = pad_tokens(&rows, &starts, pad_token, spec.side);
+        (Some(word_ids), Some(sequence_ids), Some(tokens))
+    } else {
+        (None, None, None)
+    };
     EncodedBatch {
         starts,
         uniform_width,
@@ -672,5 +819,29 @@ fn assemble<T: TokenRow>(encodings: &[T], request: &EncodeRequest) -> EncodedBat
         offsets,
         overflow_to_sample_mapping: outputs.overflowing.then_some(mapping),
         length,
+        word_ids,
+        sequence_ids,
+        tokens,
     }
+}
+
+/// The token strings of `rows` laid out as the padded `input_ids` (row `i` fills
+/// `starts[i]..starts[i+1]`), padding positions holding `pad_token`.
+fn pad_tokens<T: TokenRow>(
+    rows: &[&T],
+    starts: &[usize],
+    pad_token: &str,
+    side: Side,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(starts.last().copied().unwrap_or(0));
+    for (row, bounds) in rows.iter().zip(starts.windows(2)) {
+        let tokens = row.tokens();
+        let fill = (bounds[1] - bounds[0]).saturating_sub(tokens.len());
+        let padding = std::iter::repeat_n(pad_token.to_string(), fill);
+        match side {
+            Side::Left => out.extend(padding.chain(tokens.iter().cloned())),
+            Side::Right => out.extend(tokens.iter().cloned().chain(padding)),
+        }
+    }
+    out
 }

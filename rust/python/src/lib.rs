@@ -150,6 +150,55 @@ fn extract_texts(
         .collect()
 }
 
+/// Extracts a list/tuple of examples, each a list/tuple of `str` words (`is_split_into_words`),
+/// naming the first offending example and word.
+fn extract_words(
+    py: Python<'_>,
+    examples: &Bound<'_, PyAny>,
+    argument: &str,
+) -> PyResult<Vec<Vec<String>>> {
+    let Some(items) = sequence_items(examples) else {
+        return Err(type_error(
+            py,
+            format!(
+                "`{argument}` must be a list of examples (lists of words), got {}",
+                type_name(examples)
+            ),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, example)| {
+            let Some(words) = sequence_items(example) else {
+                return Err(type_error(
+                    py,
+                    format!(
+                        "example {i}: `{argument}[{i}]` must be a list of str (words, with \
+                         is_split_into_words=True), got {}",
+                        type_name(example)
+                    ),
+                ));
+            };
+            words
+                .iter()
+                .enumerate()
+                .map(|(j, word)| match word.cast::<PyString>() {
+                    Ok(s) => Ok(s.to_str()?.to_owned()),
+                    Err(_) => Err(type_error(
+                        py,
+                        format!(
+                            "example {i}: word {j} (`{argument}[{i}][{j}]`) must be a str, got {} {}",
+                            type_name(word),
+                            word.repr().map(|r| r.to_string()).unwrap_or_default()
+                        ),
+                    )),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 static NUMPY_ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Appends one example's token values (a list/tuple of ints, a NumPy integer array or anything
@@ -301,12 +350,15 @@ impl PyTokenizer {
     }
 
     /// Encodes a batch; returns a dict of flat int64 arrays plus `_starts` (row boundaries) and
-    /// `_width` (the common row length, or None when rows differ).
+    /// `_width` (the common row length, or None when rows differ). With `is_split_into_words`, each
+    /// example is a list of words. With `return_alignment`, also `_word_ids` and `_sequence_ids`
+    /// (int64, -1 for none) and `_tokens` (a list of str), laid out as `input_ids`.
     #[pyo3(signature = (
         texts, pairs=None, *, add_special_tokens=true, truncation=None, padding="do_not_pad", padding_length=None,
         pad_to_multiple_of=None, padding_side="right", pad_id=0, pad_type_id=0, return_token_type_ids=true,
         return_attention_mask=true, return_special_tokens_mask=false, return_offsets_mapping=false,
-        return_overflowing_tokens=false, return_length=false
+        return_overflowing_tokens=false, return_length=false, is_split_into_words=false,
+        return_alignment=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode_batch<'py>(
@@ -328,12 +380,29 @@ impl PyTokenizer {
         return_offsets_mapping: bool,
         return_overflowing_tokens: bool,
         return_length: bool,
+        is_split_into_words: bool,
+        return_alignment: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
+        enum Inputs {
+            Texts(Vec<String>, Option<Vec<String>>),
+            Words(Vec<Vec<String>>, Option<Vec<Vec<String>>>),
+        }
         guarded(py, || {
-            let texts = extract_texts(py, texts, "text")?;
-            let pairs = pairs
-                .map(|p| extract_texts(py, p, "text_pair"))
-                .transpose()?;
+            let inputs = if is_split_into_words {
+                Inputs::Words(
+                    extract_words(py, texts, "text")?,
+                    pairs
+                        .map(|p| extract_words(py, p, "text_pair"))
+                        .transpose()?,
+                )
+            } else {
+                Inputs::Texts(
+                    extract_texts(py, texts, "text")?,
+                    pairs
+                        .map(|p| extract_texts(py, p, "text_pair"))
+                        .transpose()?,
+                )
+            };
             let truncation = match truncation {
                 None => None,
                 Some((max_length, stride, strategy, side)) => Some(Truncation {
@@ -360,11 +429,17 @@ impl PyTokenizer {
                     offsets: return_offsets_mapping,
                     overflowing: return_overflowing_tokens,
                     length: return_length,
+                    alignment: return_alignment,
                 },
             };
             let engine = Arc::clone(&self.engine);
-            let batch = run_detached(py, move || {
-                engine.encode_batch(&texts, pairs.as_deref(), &request)
+            let batch = run_detached(py, move || match &inputs {
+                Inputs::Texts(texts, pairs) => {
+                    engine.encode_batch(texts, pairs.as_deref(), &request)
+                }
+                Inputs::Words(words, pairs) => {
+                    engine.encode_words_batch(words, pairs.as_deref(), &request)
+                }
             })?;
 
             let out = PyDict::new(py);
@@ -385,6 +460,15 @@ impl PyTokenizer {
                 if let Some(values) = values {
                     out.set_item(key, values.into_pyarray(py))?;
                 }
+            }
+            if let Some(word_ids) = batch.word_ids {
+                out.set_item("_word_ids", word_ids.into_pyarray(py))?;
+            }
+            if let Some(sequence_ids) = batch.sequence_ids {
+                out.set_item("_sequence_ids", sequence_ids.into_pyarray(py))?;
+            }
+            if let Some(tokens) = batch.tokens {
+                out.set_item("_tokens", tokens)?;
             }
             out.set_item("_starts", starts.into_pyarray(py))?;
             out.set_item("_width", batch.uniform_width)?;
