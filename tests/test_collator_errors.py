@@ -119,8 +119,10 @@ def test_bad_options(minilm_pair):
         ferrotune.DataCollatorForLanguageModeling(ft, mlm_probability=1.5)
     with pytest.raises(InvalidArgumentError, match="should not exceed 1"):
         ferrotune.DataCollatorForLanguageModeling(ft, mask_replace_prob=0.9, random_replace_prob=0.2)
-    with pytest.raises(InvalidArgumentError, match="whole_word_mask"):
-        ferrotune.DataCollatorForLanguageModeling(ft, whole_word_mask=True)
+    with pytest.raises(InvalidArgumentError, match="Whole word masking can only be used with mlm=True"):
+        ferrotune.DataCollatorForLanguageModeling(ft, mlm=False, whole_word_mask=True)
+    with pytest.raises(InvalidArgumentError, match="rng must be one of"):
+        ferrotune.DataCollatorForLanguageModeling(ft, rng="cuda")
 
 
 def test_no_pad_token_fails_like_transformers(gpt2_pair):

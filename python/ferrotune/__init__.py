@@ -12,6 +12,8 @@ from .collators import (
     DataCollatorForTokenClassification,
     DataCollatorWithFlattening,
     DataCollatorWithPadding,
+    DefaultDataCollator,
+    default_data_collator,
 )
 from .errors import (
     ColumnNotFoundError,
@@ -61,6 +63,7 @@ __all__ = [
     "DataCollatorForTokenClassification",
     "DataCollatorWithFlattening",
     "DataCollatorWithPadding",
+    "DefaultDataCollator",
     "EmptyBatchError",
     "FerrotuneError",
     "InputTypeError",
@@ -79,6 +82,7 @@ __all__ = [
     "TokenizerFormatError",
     "TrainingError",
     "__version__",
+    "default_data_collator",
     "errors",
     "predict",
     "train",

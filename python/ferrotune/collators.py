@@ -12,7 +12,9 @@ in Rust: no Python object per example or per token.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +24,16 @@ import numpy as np
 from . import _core
 from . import padding as _padding
 from .batch_encoding import BatchEncoding, Column, convert_value
-from .errors import EmptyBatchError, InvalidArgumentError, InvalidInputError
+from .errors import EmptyBatchError, InputTypeError, InvalidArgumentError, InvalidInputError
 
 __all__ = [
+    "DefaultDataCollator",
     "DataCollatorForLanguageModeling",
     "DataCollatorForSeq2Seq",
     "DataCollatorForTokenClassification",
     "DataCollatorWithFlattening",
     "DataCollatorWithPadding",
+    "default_data_collator",
 ]
 
 _RETURN_TENSORS = ("pt", "np")
@@ -253,6 +257,146 @@ def _column_names(features: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# default_data_collator
+
+
+def default_data_collator(features: Any, return_tensors: str = "pt") -> dict[str, Any]:
+    """transformers' ``default_data_collator``: stacks a batch of dict-like examples (or objects, through their
+    ``vars``) that need no padding. ``label`` (one int or float per example) and ``label_ids`` (a list per example)
+    become ``labels`` (int64 for integers, float32 for floats; torch tensors / NumPy arrays are stacked as they
+    are); every other key whose first value is not None or a string is stacked: torch tensors with
+    ``torch.stack``, NumPy arrays with ``np.stack``, numbers and lists with ``torch.tensor`` / ``np.array``. The
+    first example decides which keys exist.
+
+    Also takes a dict of lists (a ``datasets`` slice) or an Arrow batch. ``return_tensors``: "pt" or "np".
+    Examples that cannot be stacked (a missing key, another length or shape) raise ``InvalidInputError`` naming
+    the key and the example.
+    """
+    return_tensors = _check_return_tensors(return_tensors)
+    features = _default_examples(features)
+    if return_tensors == "pt":
+        return _torch_default_collate(features)
+    return _numpy_default_collate(features)
+
+
+@dataclass
+class DefaultDataCollator:
+    """transformers' ``DefaultDataCollator``: :func:`default_data_collator` with ``return_tensors`` set once."""
+
+    return_tensors: str = "pt"
+
+    def __call__(self, features: Any, return_tensors: str | None = None) -> dict[str, Any]:
+        return default_data_collator(features, self.return_tensors if return_tensors is None else return_tensors)
+
+
+def _default_examples(features: Any) -> list[Any]:
+    batch = _as_arrow_batch(features)
+    if batch is not None:
+        features = batch.to_pylist()
+    features = _examples(features)
+    if not isinstance(features, (list, tuple)):
+        features = list(features)
+    if not features:
+        raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+    if not isinstance(features[0], Mapping):
+        try:
+            features = [vars(f) for f in features]
+        except TypeError as err:
+            raise InputTypeError(
+                f"default_data_collator takes dict-like examples (or objects with attributes), got "
+                f"{type(features[0]).__name__}"
+            ) from err
+    return features
+
+
+def _stack_error(features: list[Any], key: str, err: Exception) -> InvalidInputError:
+    """A clear error for a key whose values cannot be stacked: names the first example that differs."""
+    first = features[0][key]
+    for i, feature in enumerate(features):
+        if not isinstance(feature, Mapping) or key not in feature:
+            return InvalidInputError(f"default_data_collator: example {i} has no '{key}' (example 0 has)")
+        value = feature[key]
+        if value is None and first is not None:
+            return InvalidInputError(f"default_data_collator: '{key}' is None in example {i} but not in example 0")
+        shape, first_shape = _shape(value), _shape(first)
+        if shape is not None and first_shape is not None and shape != first_shape:
+            return InvalidInputError(
+                f"default_data_collator: '{key}' has shape {tuple(shape)} in example {i} but {tuple(first_shape)} "
+                "in example 0; it stacks examples without padding (use DataCollatorWithPadding to pad them)"
+            )
+    return InvalidInputError(f"default_data_collator: cannot stack '{key}': {err}")
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    """The shape a value stacks with; None for ragged nested lists and objects."""
+    if hasattr(value, "shape"):
+        return tuple(value.shape)
+    try:
+        return tuple(np.shape(value))
+    except ValueError:  # ragged nested lists
+        return None
+
+
+def _torch_default_collate(features: list[Any]) -> dict[str, Any]:
+    torch = _torch()
+    first = features[0]
+    batch: dict[str, Any] = {}
+    key = ""
+    try:
+        if "label" in first and first["label"] is not None:
+            key = "label"
+            label = first["label"].item() if isinstance(first["label"], torch.Tensor) else first["label"]
+            dtype = torch.long if isinstance(label, (int, np.integer)) else torch.float
+            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)
+        elif "label_ids" in first and first["label_ids"] is not None:
+            key = "label_ids"
+            if isinstance(first["label_ids"], torch.Tensor):
+                batch["labels"] = torch.stack([f["label_ids"] for f in features])
+            else:
+                dtype = torch.long if isinstance(first["label_ids"][0], (int, np.integer)) else torch.float
+                batch["labels"] = torch.tensor([f["label_ids"] for f in features], dtype=dtype)
+        for key, value in first.items():
+            if key not in ("label", "label_ids") and value is not None and not isinstance(value, str):
+                if isinstance(value, torch.Tensor):
+                    batch[key] = torch.stack([f[key] for f in features])
+                elif isinstance(value, np.ndarray):
+                    batch[key] = torch.from_numpy(np.stack([f[key] for f in features]))
+                else:
+                    batch[key] = torch.tensor([f[key] for f in features])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+        raise _stack_error(features, key, err) from err
+    return batch
+
+
+def _numpy_default_collate(features: list[Any]) -> dict[str, Any]:
+    first = features[0]
+    batch: dict[str, Any] = {}
+    key = ""
+    try:
+        if "label" in first and first["label"] is not None:
+            key = "label"
+            label = first["label"].item() if isinstance(first["label"], np.ndarray) else first["label"]
+            dtype = np.int64 if isinstance(label, (int, np.integer)) else np.float32
+            batch["labels"] = np.array([f["label"] for f in features], dtype=dtype)
+        elif "label_ids" in first and first["label_ids"] is not None:
+            key = "label_ids"
+            if isinstance(first["label_ids"], np.ndarray):
+                batch["labels"] = np.stack([f["label_ids"] for f in features])
+            else:
+                dtype = np.int64 if isinstance(first["label_ids"][0], (int, np.integer)) else np.float32
+                batch["labels"] = np.array([f["label_ids"] for f in features], dtype=dtype)
+        for key, value in first.items():
+            if key not in ("label", "label_ids") and value is not None and not isinstance(value, str):
+                if isinstance(value, np.ndarray):
+                    batch[key] = np.stack([f[key] for f in features])
+                else:
+                    batch[key] = np.array([f[key] for f in features])
+    except (KeyError, ValueError, TypeError, IndexError) as err:
+        raise _stack_error(features, key, err) from err
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
 # The collators
 
 
@@ -356,12 +500,29 @@ class DataCollatorForLanguageModeling(_PlanCache):
     """transformers' ``DataCollatorForLanguageModeling``. ``mlm=True``: 15% (``mlm_probability``) of the tokens that
     are not special or padding are selected; of those, ``mask_replace_prob`` become the mask token,
     ``random_replace_prob`` a random vocabulary id, the rest stay; labels are the original ids there and -100
-    elsewhere. Masking runs in Rust. ``mlm=False``: causal LM labels (input ids, padding -> -100).
+    elsewhere. ``mlm=False``: causal LM labels (input ids, padding -> -100).
 
-    Randomness: with ``seed`` set, batch *k* of a process is masked from ``(seed, worker id, k)``, reproducibly (in
-    DataLoader workers the worker id is added, as transformers does). Without a seed each batch draws its seed from
-    torch's global generator (NumPy's when torch is absent), so ``torch.manual_seed`` / ``transformers.set_seed``
-    make runs repeatable. The draws differ from torch's bernoulli calls; the distribution is the same.
+    ``whole_word_mask=True`` (as transformers 5): words are found from the examples' ``offset_mapping`` (tokenize
+    with ``return_offsets_mapping=True``): a token that is not special and starts where the previous token ended
+    continues the previous token's word. Each word's first token is selected with ``mlm_probability`` and a
+    selected word is masked whole; every masked token becomes the mask token (transformers warns and sets
+    ``mask_replace_prob=1``, ``random_replace_prob=0``). Without ``offset_mapping`` (where transformers fails),
+    ferrotune finds words by the tokenizer's continuation prefix (WordPiece's ``##``). Unlike transformers,
+    ``offset_mapping`` rows of different lengths are padded too.
+
+    Randomness (``rng``):
+
+    - ``"rust"`` (default, fastest): masks drawn in Rust. With ``seed`` set, batch *k* of a process is masked from
+      ``(seed, worker id, k)``, reproducibly (in DataLoader workers the worker id is added, as transformers does).
+      Without a seed each batch draws its seed from torch's global generator (NumPy's when torch is absent), so
+      ``torch.manual_seed`` / ``transformers.set_seed`` make runs repeatable, but the masks differ from
+      transformers' (same distribution).
+    - ``"torch"``: the masks are drawn exactly as transformers' ``torch_mask_tokens`` draws them (the same
+      ``torch.bernoulli`` / ``torch.randint`` calls on the same shapes, in the same order) from torch's global
+      generator, or from ``torch.Generator().manual_seed(seed + worker id)`` with ``seed``: under
+      ``transformers.set_seed(s)`` the inputs and labels equal transformers' (``return_tensors="pt"``) bit for bit.
+    - ``"numpy"``: likewise for transformers' ``numpy_mask_tokens`` (``return_tensors="np"``): NumPy's global
+      generator, or ``np.random.default_rng(seed + worker id)``.
     """
 
     tokenizer: Any
@@ -373,24 +534,34 @@ class DataCollatorForLanguageModeling(_PlanCache):
     pad_to_multiple_of: int | None = None
     return_tensors: str = "pt"
     seed: int | None = None
+    rng: str = "rust"
     _calls: int = field(default=0, init=False, repr=False)
     _stream: int | None = field(default=None, init=False, repr=False)
+    _generator: Any = field(default=None, init=False, repr=False)
+    _prefix: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.whole_word_mask:
-            raise InvalidArgumentError(
-                "whole_word_mask=True is not supported by ferrotune's DataCollatorForLanguageModeling yet; "
-                "use transformers' collator for whole-word masking"
-            )
+        if self.rng not in _RNGS:
+            raise InvalidArgumentError(f"rng must be one of {', '.join(map(repr, _RNGS))}, got {self.rng!r}")
         if self.mlm:
             if getattr(self.tokenizer, "mask_token", None) is None:
                 raise InvalidArgumentError(
                     "This tokenizer does not have a mask token which is necessary for masked language modeling. "
                     "You should pass `mlm=False` to train on causal language modeling instead."
                 )
-            if self.mlm_probability is None or not 0 <= self.mlm_probability <= 1:
-                raise InvalidArgumentError("mlm_probability should be between 0 and 1.")
+            if (
+                self.mlm_probability is None
+                or isinstance(self.mlm_probability, bool)
+                or not isinstance(self.mlm_probability, (int, float, np.integer, np.floating))
+                or not 0 <= self.mlm_probability <= 1
+            ):
+                raise InvalidArgumentError(f"mlm_probability should be between 0 and 1, got {self.mlm_probability!r}.")
             self.mlm_probability = float(self.mlm_probability)
+        elif self.whole_word_mask:
+            raise InvalidArgumentError(
+                "Whole word masking can only be used with mlm=True. "
+                "If you want to use whole word masking, please set mlm=True."
+            )
         if self.mask_replace_prob + self.random_replace_prob > 1:
             raise InvalidArgumentError("The sum of mask_replace_prob and random_replace_prob should not exceed 1")
         if not 0 <= self.mask_replace_prob <= 1:
@@ -399,8 +570,43 @@ class DataCollatorForLanguageModeling(_PlanCache):
             raise InvalidArgumentError("random_replace_prob should be between 0 and 1.")
         if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
             raise InvalidArgumentError(f"seed must be an int or None, got {self.seed!r}")
+        if self.whole_word_mask:
+            if not getattr(self.tokenizer, "is_fast", True):
+                warnings.warn(
+                    "Whole word masking depends on offset mapping which is only natively available with fast "
+                    "tokenizers.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            if self.mask_replace_prob < 1:
+                warnings.warn(
+                    "Random token replacement is not supported with whole word masking. "
+                    "Setting mask_replace_prob to 1.",
+                    stacklevel=3,
+                )
+                self.mask_replace_prob = 1
+                self.random_replace_prob = 0
         self.mask_replace_prob = float(self.mask_replace_prob)
         self.random_replace_prob = float(self.random_replace_prob)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan and a torch generator are not picklable; both are rebuilt on first use.
+        state = super().__getstate__()
+        state.pop("_generator", None)
+        return state
+
+    def _worker_id(self) -> int:
+        if mp.current_process().name == "MainProcess":
+            return 0
+        import torch
+
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            raise InvalidArgumentError(
+                "Worker process information is not available for seeding the generator: the `seed` parameter "
+                "can only be used with multiprocessing through a PyTorch DataLoader."
+            )
+        return info.id
 
     def _next_seed(self) -> int:
         if self.seed is None:
@@ -411,26 +617,33 @@ class DataCollatorForLanguageModeling(_PlanCache):
             except ImportError:
                 return int(np.random.randint(0, 2**62, dtype=np.int64))
         if self._stream is None:
-            worker = 0
-            if mp.current_process().name != "MainProcess":
-                import torch
-
-                info = torch.utils.data.get_worker_info()
-                if info is None:
-                    raise InvalidArgumentError(
-                        "Worker process information is not available for seeding the generator: the `seed` parameter "
-                        "can only be used with multiprocessing through a PyTorch DataLoader."
-                    )
-                worker = info.id
-            self._stream = int(self.seed) + worker
+            self._stream = int(self.seed) + self._worker_id()
         self._calls += 1
         # Mix (stream, call) into one 64-bit seed; SplitMix64 in Rust decorrelates neighbouring seeds.
         return ((self._stream & 0xFFFFFFFF) << 32 | (self._calls & 0xFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
 
+    def _transformers_generator(self) -> Any:
+        """transformers' ``self.generator``: None (the global RNG) without a seed, else made once per process."""
+        if self.seed is None:
+            return None
+        if self._generator is None:
+            seed = int(self.seed) + self._worker_id()
+            if self.rng == "torch":
+                self._generator = _torch().Generator().manual_seed(seed)
+            else:
+                self._generator = np.random.default_rng(seed)
+        return self._generator
+
     def __call__(self, examples: Any, return_tensors: str | None = None) -> dict[str, Any]:
         return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
         first = _first_example(examples)
+        offsets = None
         if first is not None or isinstance(examples, Mapping) or _as_arrow_batch(examples) is not None:
+            arrow = _as_arrow_batch(examples)
+            if arrow is not None and "offset_mapping" in arrow.schema.names:
+                # Arrow offsets are a list of pairs per row: read them here, pad the rest in Rust.
+                offsets = ("object", arrow.column("offset_mapping").to_pylist(), None)
+                examples = arrow.drop_columns(["offset_mapping"])
             plan = self._plan(self.tokenizer, "np", True, None, self.pad_to_multiple_of)[0]
             columns = _collate(plan, examples)
             batch: dict[str, Any] = {name: (kind, data, starts) for name, kind, data, starts in columns}
@@ -441,19 +654,21 @@ class DataCollatorForLanguageModeling(_PlanCache):
             raise InvalidInputError("input_ids could not be padded into one matrix")
         ids = input_ids[1]
         special = batch.pop("special_tokens_mask", None)
-        batch.pop("offset_mapping", None)
+        offsets = batch.pop("offset_mapping", offsets)
+        if special is not None:
+            if special[0] != "padded":
+                raise InvalidInputError("special_tokens_mask could not be padded into one matrix like input_ids")
+            special = special[1]
+            if special.shape != ids.shape:
+                raise InvalidInputError(f"special_tokens_mask has shape {special.shape} but input_ids has {ids.shape}")
         if self.mlm:
-            labels = _core.mask_tokens(
-                ids,
-                special[1] if special is not None and special[0] == "padded" else None,
-                [int(i) for i in self._special_ids()],
-                self.mlm_probability,
-                self.mask_replace_prob,
-                self.random_replace_prob,
-                int(self.tokenizer.mask_token_id),
-                len(self.tokenizer),
-                self._next_seed(),
-            )
+            words = self._words(ids, special, offsets) if self.whole_word_mask else None
+            if self.rng == "rust":
+                labels = self._rust_mask(ids, special, words)
+            elif self.rng == "torch":
+                labels = self._torch_mask(ids, special, words)
+            else:
+                labels = self._numpy_mask(ids, special, words)
         else:
             labels = ids.copy()
             if self.tokenizer.pad_token_id is not None:
@@ -462,9 +677,184 @@ class DataCollatorForLanguageModeling(_PlanCache):
         out = {name: _to_tensor(name, *column, return_tensors) for name, column in batch.items()}
         return BatchEncoding(out) if first is not None else out
 
+    # ----------------------------------------------------------------------------------------------
+    # Masking
+
     def _special_ids(self) -> list[int]:
         ids = getattr(self.tokenizer, "all_special_ids", None)
         return list(ids) if ids is not None else []
+
+    def _special_mask(self, ids: np.ndarray, special: np.ndarray | None) -> np.ndarray:
+        """transformers' ``special_tokens_mask``: the batch's, else ``get_special_tokens_mask`` of each row
+        (1 where the id is one of the tokenizer's special ids)."""
+        if special is not None:
+            return special
+        return np.isin(ids, np.asarray(self._special_ids(), dtype=np.int64)).astype(np.int64)
+
+    def _rust_mask(self, ids: np.ndarray, special: np.ndarray | None, words: Any) -> np.ndarray:
+        mask_id = int(self.tokenizer.mask_token_id)
+        if words is None:
+            return _core.mask_tokens(
+                ids,
+                special,
+                [int(i) for i in self._special_ids()],
+                self.mlm_probability,
+                self.mask_replace_prob,
+                self.random_replace_prob,
+                mask_id,
+                len(self.tokenizer),
+                self._next_seed(),
+            )
+        word_ids, no_mask = words
+        originals = ids.copy()
+        starts = _core.mask_tokens(
+            ids, no_mask.astype(np.int64), [], self.mlm_probability, 1.0, 0.0, mask_id, 1, self._next_seed()
+        )
+        masked = _expand_words(word_ids, starts != -100)
+        ids[...] = originals
+        ids[masked] = mask_id  # whole-word masking replaces every masked token by the mask token
+        return np.where(masked, originals, np.int64(-100))
+
+    def _torch_mask(self, ids: np.ndarray, special: np.ndarray | None, words: Any) -> np.ndarray:
+        """transformers' ``torch_mask_tokens``, call for call."""
+        torch = _torch()
+        generator = self._transformers_generator()
+        inputs = torch.from_numpy(ids)  # shares ids' memory: ids are masked in place
+        labels = inputs.clone()
+        probability_matrix = torch.full(labels.shape, self.mlm_probability)
+        if words is not None:
+            word_ids, no_mask = words
+            no_mask_mask = torch.tensor(no_mask, dtype=torch.bool)
+        else:
+            no_mask_mask = torch.from_numpy(self._special_mask(ids, special).astype(bool))
+        probability_matrix.masked_fill_(no_mask_mask, value=0.0)
+        masked_indices = torch.bernoulli(probability_matrix, generator=generator).bool()
+        if words is not None:
+            masked_indices = torch.from_numpy(_expand_words(word_ids, masked_indices.numpy()))
+        labels[~masked_indices] = -100
+        indices_replaced = (
+            torch.bernoulli(torch.full(labels.shape, self.mask_replace_prob), generator=generator).bool()
+            & masked_indices
+        )
+        inputs[indices_replaced] = int(self.tokenizer.mask_token_id)
+        if self.mask_replace_prob == 1 or self.random_replace_prob == 0:
+            return labels.numpy()
+        random_replace_prob_scaled = self.random_replace_prob / (1 - self.mask_replace_prob)
+        indices_random = (
+            torch.bernoulli(torch.full(labels.shape, random_replace_prob_scaled), generator=generator).bool()
+            & masked_indices
+            & ~indices_replaced
+        )
+        random_words = torch.randint(len(self.tokenizer), labels.shape, dtype=torch.long, generator=generator)
+        inputs[indices_random] = random_words[indices_random]
+        return labels.numpy()
+
+    def _numpy_mask(self, ids: np.ndarray, special: np.ndarray | None, words: Any) -> np.ndarray:
+        """transformers' ``numpy_mask_tokens``, call for call."""
+        generator = self._transformers_generator()
+        source = generator if generator is not None else np.random
+        labels = np.copy(ids)
+        probability_matrix = np.full(labels.shape, self.mlm_probability)
+        if words is not None:
+            word_ids, no_mask_mask = words
+        else:
+            no_mask_mask = self._special_mask(ids, special).astype(bool)
+        probability_matrix[no_mask_mask] = 0
+        masked_indices = source.binomial(1, probability_matrix, size=probability_matrix.shape).astype(bool)
+        if words is not None:
+            masked_indices = _expand_words(word_ids, masked_indices)
+        labels[~masked_indices] = -100
+        indices_replaced = source.binomial(1, self.mask_replace_prob, size=labels.shape).astype(bool) & masked_indices
+        ids[indices_replaced] = int(self.tokenizer.mask_token_id)
+        if self.mask_replace_prob == 1 or self.random_replace_prob == 0:
+            return labels
+        random_replace_prob_scaled = self.random_replace_prob / (1 - self.mask_replace_prob)
+        indices_random = (
+            source.binomial(1, random_replace_prob_scaled, size=labels.shape).astype(bool)
+            & masked_indices
+            & ~indices_replaced
+        )
+        count = np.count_nonzero(indices_random)
+        if generator is not None:
+            random_words = generator.integers(low=0, high=len(self.tokenizer), size=count, dtype=np.int64)
+        else:
+            random_words = np.random.randint(low=0, high=len(self.tokenizer), size=count, dtype=np.int64)
+        ids[indices_random] = random_words
+        return labels
+
+    # ----------------------------------------------------------------------------------------------
+    # Whole words
+
+    def _words(self, ids: np.ndarray, special: np.ndarray | None, offsets: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(word_ids, no_mask)`` as transformers' ``_calc_word_ids_and_prob_mask``: word ids per token (-1 for
+        special tokens), and True where a token may not be selected (special tokens and tokens continuing a word)."""
+        special_mask = self._special_mask(ids, special)
+        if offsets is not None:
+            return _words_from_offsets(self._offsets_matrix(offsets, ids.shape), special_mask)
+        prefix = self._continuation_prefix()
+        tokens = self.tokenizer.convert_ids_to_tokens(ids.reshape(-1).tolist())
+        continues = np.fromiter(
+            (isinstance(t, str) and t.startswith(prefix) for t in tokens), dtype=bool, count=ids.size
+        ).reshape(ids.shape)
+        special_bool = special_mask.astype(bool)
+        is_new_word = ~special_bool & ~continues
+        # A continuation after a special token (or first in its row) still starts a word.
+        previous_special = np.roll(special_bool, 1, axis=1)
+        previous_special[:, 0] = True
+        is_new_word |= ~special_bool & continues & previous_special
+        word_ids = np.cumsum(is_new_word, axis=1)
+        word_ids[special_bool] = -1
+        return word_ids, ~is_new_word
+
+    def _offsets_matrix(self, offsets: tuple[str, Any, Any], shape: tuple[int, ...]) -> np.ndarray:
+        """The batch's ``offset_mapping`` as a ``(batch, length, 2)`` int64 array, rows padded with (0, 0) on the
+        tokenizer's padding side to the padded ``input_ids``."""
+        kind, data, _ = offsets
+        rows = data if kind == "object" else list(data)
+        if len(rows) != shape[0]:
+            raise InvalidInputError(f"offset_mapping has {len(rows)} rows but the batch has {shape[0]} examples")
+        matrix = np.zeros((shape[0], shape[1], 2), dtype=np.int64)
+        left = _padding_side(self.tokenizer) == "left"
+        for i, row in enumerate(rows):
+            if hasattr(row, "detach"):
+                row = row.detach().cpu().numpy()
+            try:
+                pairs = np.asarray(row, dtype=np.int64).reshape(-1, 2) if len(row) else np.zeros((0, 2), np.int64)
+            except (ValueError, TypeError) as err:
+                raise InvalidInputError(
+                    f"offset_mapping of example {i} is not a list of (start, end) pairs: {err}"
+                ) from err
+            n = len(pairs)
+            if n > shape[1]:
+                raise InvalidInputError(
+                    f"offset_mapping of example {i} has {n} pairs but its input_ids are padded to {shape[1]} tokens"
+                )
+            if left:
+                matrix[i, shape[1] - n :] = pairs
+            else:
+                matrix[i, :n] = pairs
+        return matrix
+
+    def _continuation_prefix(self) -> str:
+        """The tokenizer's continuation prefix (WordPiece's ``##``), read from its tokenizer.json model."""
+        key = id(self.tokenizer)
+        if self._prefix is not None and self._prefix[0] == key:
+            return self._prefix[1]
+        prefix = None
+        backend = getattr(self.tokenizer, "_core", None) or getattr(self.tokenizer, "backend_tokenizer", None)
+        try:
+            model = json.loads(backend.to_str())["model"]
+            if model.get("type") == "WordPiece":
+                prefix = model.get("continuing_subword_prefix") or "##"
+        except Exception:
+            prefix = None
+        if not prefix:
+            raise InvalidInputError(
+                "whole_word_mask=True needs the examples' offset_mapping (tokenize with return_offsets_mapping=True) "
+                "for this tokenizer: it has no WordPiece continuation prefix to find words by"
+            )
+        self._prefix = (key, prefix)
+        return prefix
 
     def _collate_sequences(self, examples: Any) -> tuple[str, Any, Any]:
         """transformers' ``_torch_collate_batch``: plain sequences of ids, padded only when they differ in length."""
@@ -484,6 +874,36 @@ class DataCollatorForLanguageModeling(_PlanCache):
         )
         _, kind, data, starts = plan.examples([{"input_ids": e} for e in examples])[0]
         return kind, data, starts
+
+
+_RNGS = ("rust", "torch", "numpy")
+
+
+def _words_from_offsets(offsets: np.ndarray, special_tokens_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """transformers' ``_calc_word_ids_and_prob_mask``: a token that is not special starts a word when it does not
+    start where the previous token ended, or follows a special token."""
+    token_starts = offsets[:, :, 0]
+    prev_token_ends = np.roll(offsets[:, :, 1], 1, axis=1)
+    prev_token_ends[:, 0] = -1
+    prev_token_special = np.roll(special_tokens_mask, 1, axis=1)
+    prev_token_special[:, 0] = 0
+    special = special_tokens_mask.astype(bool)
+    is_new_word = ~special & ((token_starts != prev_token_ends) | (prev_token_special == 1))
+    word_ids = np.cumsum(is_new_word, axis=1)
+    word_ids[special] = -1
+    return word_ids, ~is_new_word
+
+
+def _expand_words(word_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """transformers' ``_whole_word_mask``: a token is masked when any token of its word is. Word ids grow along
+    each row, so one flat lookup per batch replaces transformers' (batch, length, length) comparison."""
+    rows, length = word_ids.shape
+    valid = word_ids != -1
+    flat = (word_ids + np.arange(rows, dtype=np.int64)[:, None] * (length + 2)).reshape(-1)
+    chosen = np.zeros(rows * (length + 2), dtype=bool)
+    hit = (mask.astype(bool) & valid).reshape(-1)
+    chosen[flat[hit]] = True
+    return chosen[flat].reshape(rows, length) & valid
 
 
 # Flattening reads the ids and, when the batch has them, the labels, as they are (nothing is padded).
