@@ -354,7 +354,11 @@ def _torch_default_collate(features: list[Any]) -> dict[str, Any]:
                 batch["labels"] = torch.stack([f["label_ids"] for f in features])
             else:
                 dtype = torch.long if isinstance(first["label_ids"][0], (int, np.integer)) else torch.float
-                batch["labels"] = torch.tensor([f["label_ids"] for f in features], dtype=dtype)
+                values = [f["label_ids"] for f in features]
+                if all(isinstance(v, np.ndarray) for v in values):  # same values as torch.tensor, without its slow path
+                    batch["labels"] = torch.from_numpy(np.stack(values)).to(dtype)
+                else:
+                    batch["labels"] = torch.tensor(values, dtype=dtype)
         for key, value in first.items():
             if key not in ("label", "label_ids") and value is not None and not isinstance(value, str):
                 if isinstance(value, torch.Tensor):
