@@ -93,6 +93,10 @@ def _course_loop_example(tmp_path, minilm):
     }, {}
 
 
+def _mlm_example(tmp_path, minilm):
+    return {"path/to/all-MiniLM-L6-v2": str(minilm)}, {}
+
+
 # A distinctive line of each snippet -> its setup (replacements in the text, names in its namespace).
 SETUPS = {
     "tokenizer = ferrotune.Tokenizer.from_pretrained(checkpoint)": _course_example,
@@ -100,6 +104,7 @@ SETUPS = {
     "for batch in loader:": _streaming_example,
     "result = ferrotune.train(": _train_api_example,
     "train_loader = ferrotune.StreamingLoader(": _course_loop_example,
+    "ours = DataCollatorForLanguageModeling(tokenizer, rng=\"torch\"": _mlm_example,
 }
 
 
