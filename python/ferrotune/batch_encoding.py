@@ -44,9 +44,10 @@ class TokenSpan(NamedTuple):
 class Alignment:
     """Per row (overflow windows are rows) of an encoded batch: the word index, sequence index, token
     string and character offsets of every token, ``None`` for special tokens and padding, as transformers'
-    fast ``Encoding`` holds them. ``pairs``: whether the batch encoded pairs of sequences."""
+    fast ``Encoding`` holds them. ``ranges``: per row, how many sequence ranges its ``Encoding`` records (0
+    when none, where the crate counts every token as sequence 0 although ``sequence_ids`` are all None)."""
 
-    __slots__ = ("word_ids", "sequence_ids", "tokens", "offsets", "pairs")
+    __slots__ = ("word_ids", "sequence_ids", "tokens", "offsets", "ranges")
 
     def __init__(
         self,
@@ -54,18 +55,20 @@ class Alignment:
         sequence_ids: list[list[int | None]],
         tokens: list[list[str]],
         offsets: list[list[tuple[int, int]]],
-        pairs: bool,
+        ranges: list[int],
     ) -> None:
         self.word_ids = word_ids
         self.sequence_ids = sequence_ids
         self.tokens = tokens
         self.offsets = offsets
-        self.pairs = pairs
+        self.ranges = ranges
 
     def sequence_range(self, row: int, sequence: int) -> range:
         """The tokens of sequence ``sequence`` in ``row``: the tokenizers crate's ``sequence_range``
         (the whole row when the row has no such sequence)."""
         ids = self.sequence_ids[row]
+        if sequence >= self.ranges[row]:
+            return range(len(ids))
         first = last = None
         for position, value in enumerate(ids):
             if value == sequence:
@@ -73,10 +76,17 @@ class Alignment:
                     first = position
                 last = position
         if first is None or last is None:
-            if self.pairs and sequence < 2 and any(value is not None for value in ids):
-                return range(0, 0)  # an empty sequence of the pair
-            return range(len(ids))
+            return range(0, 0)  # an empty sequence: nothing of the row is in it
         return range(first, last + 1)
+
+    def token_sequence(self, row: int, token: int) -> int | None:
+        """The crate's ``token_to_sequence``."""
+        ids = self.sequence_ids[row]
+        if token < 0 or token > len(ids):
+            return None
+        if self.ranges[row] == 0:
+            return 0
+        return ids[token] if token < len(ids) else None
 
 
 _NOT_AVAILABLE = (
@@ -177,21 +187,12 @@ class BatchEncoding(UserDict):
         alignment = self._aligned("words")
         return list(alignment.word_ids[self._row(alignment, batch_index)])
 
-    @staticmethod
-    def _token_sequence(alignment: Alignment, row: int, token: int) -> int | None:
-        ids = alignment.sequence_ids[row]
-        if token < 0 or token > len(ids):
-            return None
-        if all(value is None for value in ids):
-            return 0  # no sequence ranges: the crate counts everything as sequence 0
-        return ids[token] if token < len(ids) else None
-
     def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
         """The sequence of a token: ``token_to_sequence(token)`` or ``token_to_sequence(batch, token)``."""
         alignment, row, token = self._resolve("token_to_sequence", batch_or_token_index, token_index)
         if token < 0:
             token += len(alignment.sequence_ids[row])
-        return self._token_sequence(alignment, row, token)
+        return alignment.token_sequence(row, token)
 
     def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
         """The word of a token, None for special tokens and padding: ``token_to_word(token)`` or
@@ -199,7 +200,7 @@ class BatchEncoding(UserDict):
         alignment, row, token = self._resolve("token_to_word", batch_or_token_index, token_index)
         if token < 0:
             token += len(alignment.word_ids[row])
-        if self._token_sequence(alignment, row, token) is None:
+        if alignment.token_sequence(row, token) is None:
             return None
         words = alignment.word_ids[row]
         return words[token] if 0 <= token < len(words) else None
@@ -234,7 +235,7 @@ class BatchEncoding(UserDict):
         alignment, row, token = self._resolve("token_to_chars", batch_or_token_index, token_index)
         if token < 0:
             token += len(alignment.offsets[row])
-        if self._token_sequence(alignment, row, token) is None:
+        if alignment.token_sequence(row, token) is None:
             return None
         offsets = alignment.offsets[row]
         return CharSpan(*offsets[token]) if 0 <= token < len(offsets) else None
@@ -272,7 +273,7 @@ class BatchEncoding(UserDict):
         """The word holding character ``char_index`` of sequence ``sequence_index``, or None."""
         alignment, row, char = self._resolve("char_to_word", batch_or_char_index, char_index)
         token = self._char_token(alignment, row, char, sequence_index)
-        if token is None or self._token_sequence(alignment, row, token) is None:
+        if token is None or alignment.token_sequence(row, token) is None:
             return None
         return alignment.word_ids[row][token]
 

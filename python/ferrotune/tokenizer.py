@@ -567,7 +567,7 @@ class Tokenizer:
             sequence_ids=rows(raw["_sequence_ids"]),
             tokens=[tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
             offsets=Column(raw["offset_mapping"], starts, width, pair=True).to_lists(),
-            pairs=call["pairs"] is not None,
+            ranges=raw["_sequence_ranges"].tolist(),
         )
 
     # ----------------------------------------------------------------------------------------------

@@ -120,6 +120,10 @@ pub struct EncodedBatch {
     pub sequence_ids: Option<Vec<i64>>,
     /// With [`OutputSelection::alignment`]: the token strings (padding gives `pad_token`).
     pub tokens: Option<Vec<String>>,
+    /// With [`OutputSelection::alignment`]: per row, how many sequence ranges its `Encoding`
+    /// records (0 when none: a single sequence with no post-processor, where the crate's
+    /// `token_to_sequence` answers 0 for every token although `sequence_ids` are all None).
+    pub sequence_ranges: Option<Vec<i64>>,
 }
 
 impl EncodedBatch {
@@ -594,6 +598,7 @@ trait TokenRow: Sync {
     fn offsets(&self) -> &[(usize, usize)];
     fn word_ids(&self) -> &[Option<u32>];
     fn sequence_ids(&self) -> Vec<Option<usize>>;
+    fn sequence_ranges(&self) -> usize;
     fn tokens(&self) -> &[String];
     fn overflowing(&self) -> &[Self]
     where
@@ -625,6 +630,14 @@ impl TokenRow for Encoding {
     fn sequence_ids(&self) -> Vec<Option<usize>> {
         self.get_sequence_ids()
     }
+    fn sequence_ranges(&self) -> usize {
+        // No range holds the position past the end: an answer there means there are no ranges.
+        if self.token_to_sequence(self.len()).is_some() {
+            0
+        } else {
+            self.n_sequences()
+        }
+    }
     fn tokens(&self) -> &[String] {
         self.get_tokens()
     }
@@ -654,6 +667,9 @@ impl TokenRow for DirectRow {
     }
     fn sequence_ids(&self) -> Vec<Option<usize>> {
         Vec::new()
+    }
+    fn sequence_ranges(&self) -> usize {
+        0
     }
     fn tokens(&self) -> &[String] {
         &[]
@@ -786,6 +802,11 @@ fn assemble<T: TokenRow>(
     let length = outputs
         .length
         .then(|| starts.windows(2).map(|w| (w[1] - w[0]) as i64).collect());
+    let sequence_ranges = outputs.alignment.then(|| {
+        rows.iter()
+            .map(|row| row.sequence_ranges() as i64)
+            .collect()
+    });
     let (word_ids, sequence_ids, tokens) = if outputs.alignment {
         let column = RowsOf {
             rows: &rows,
@@ -822,6 +843,7 @@ fn assemble<T: TokenRow>(
         word_ids,
         sequence_ids,
         tokens,
+        sequence_ranges,
     }
 }
 

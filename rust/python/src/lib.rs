@@ -352,7 +352,8 @@ impl PyTokenizer {
     /// Encodes a batch; returns a dict of flat int64 arrays plus `_starts` (row boundaries) and
     /// `_width` (the common row length, or None when rows differ). With `is_split_into_words`, each
     /// example is a list of words. With `return_alignment`, also `_word_ids` and `_sequence_ids`
-    /// (int64, -1 for none) and `_tokens` (a list of str), laid out as `input_ids`.
+    /// (int64, -1 for none) and `_tokens` (a list of str), laid out as `input_ids`, and
+    /// `_sequence_ranges` (per row: the number of sequence ranges of its `Encoding`).
     #[pyo3(signature = (
         texts, pairs=None, *, add_special_tokens=true, truncation=None, padding="do_not_pad", padding_length=None,
         pad_to_multiple_of=None, padding_side="right", pad_id=0, pad_type_id=0, return_token_type_ids=true,
@@ -466,6 +467,9 @@ impl PyTokenizer {
             }
             if let Some(sequence_ids) = batch.sequence_ids {
                 out.set_item("_sequence_ids", sequence_ids.into_pyarray(py))?;
+            }
+            if let Some(ranges) = batch.sequence_ranges {
+                out.set_item("_sequence_ranges", ranges.into_pyarray(py))?;
             }
             if let Some(tokens) = batch.tokens {
                 out.set_item("_tokens", tokens)?;
