@@ -93,6 +93,10 @@ def _course_loop_example(tmp_path, minilm):
     }, {}
 
 
+def _alignment_example(tmp_path, minilm):
+    return {}, {}
+
+
 def _mlm_example(tmp_path, minilm):
     return {"path/to/all-MiniLM-L6-v2": str(minilm)}, {}
 
@@ -104,7 +108,8 @@ SETUPS = {
     "for batch in loader:": _streaming_example,
     "result = ferrotune.train(": _train_api_example,
     "train_loader = ferrotune.StreamingLoader(": _course_loop_example,
-    "ours = DataCollatorForLanguageModeling(tokenizer, rng=\"torch\"": _mlm_example,
+    "enc = tok(words, is_split_into_words=True, truncation=True)": _alignment_example,
+    'ours = DataCollatorForLanguageModeling(tokenizer, rng="torch"': _mlm_example,
 }
 
 
