@@ -408,3 +408,40 @@ def test_collators_with_rng_pickle(tokenizers):
     clone = pickle.loads(pickle.dumps(collator))
     assert clone.rng == "torch"
     assert torch.equal(clone(examples)["labels"], first["labels"])  # the generator is remade from the seed
+
+
+WORKERS_SCRIPT = """
+import sys, warnings
+import torch, transformers, ferrotune
+from torch.utils.data import DataLoader
+
+warnings.simplefilter("ignore")
+tok_dir = sys.argv[1]
+hf = transformers.AutoTokenizer.from_pretrained(tok_dir)
+ft = ferrotune.Tokenizer.from_pretrained(tok_dir)
+texts = [f"sentence number {i} with some unusualish wordpieces" for i in range(64)]
+enc = ft(texts, padding="max_length", max_length=24, return_offsets_mapping=True)
+examples = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+for whole_word_mask in (False, True):
+    ours = ferrotune.DataCollatorForLanguageModeling(ft, rng="torch", seed=7, whole_word_mask=whole_word_mask)
+    theirs = transformers.DataCollatorForLanguageModeling(hf, seed=7, whole_word_mask=whole_word_mask)
+    batches = []
+    for collator in (ours, theirs):
+        loader = DataLoader(examples, batch_size=8, num_workers=2, collate_fn=collator, multiprocessing_context="fork")
+        batches.append(list(loader))
+    for a, b in zip(*batches):
+        for key in b:
+            assert torch.equal(a[key], b[key]), key
+print("OK")
+"""
+
+
+def test_torch_rng_seed_in_dataloader_workers_equals_transformers(minilm_dir):
+    """With ``seed`` in DataLoader workers both use ``seed + worker id``: the same batches as transformers'."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WORKERS_SCRIPT, str(minilm_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
