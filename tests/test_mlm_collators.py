@@ -340,6 +340,46 @@ def test_whole_word_by_continuation_prefix_without_offsets(tokenizers):
         _check_whole_words(batch, reference, rows, special, hf.mask_token_id, 0.15)
 
 
+def test_whole_word_from_word_ids_course_chunks(tokenizers):
+    """The course's MLM preprocessing: ``word_ids`` kept beside the ids, documents concatenated and cut into
+    chunks of 128 (group_texts). The collator takes words from that column (None: no word)."""
+    pa = pytest.importorskip("pyarrow")
+    ft, hf = tokenizers
+    texts, _ = load_dataset_slice("imdb", 48)
+    enc = ft(texts)
+    ids = [t for i in range(len(texts)) for t in enc["input_ids"][i]]
+    words = [w for i in range(len(texts)) for w in enc.word_ids(i)]
+    chunks = [{"input_ids": ids[i : i + 128], "word_ids": words[i : i + 128]} for i in range(0, len(ids) - 127, 128)]
+    collator = ferrotune.DataCollatorForLanguageModeling(
+        ft, whole_word_mask=True, mlm_probability=0.2, mask_replace_prob=1.0, random_replace_prob=0.0, seed=4
+    )
+    batch = collator(chunks)
+    assert list(batch) == ["input_ids", "attention_mask", "labels"]
+    reference = np.array([c["input_ids"] for c in chunks])
+    special = np.isin(reference, hf.all_special_ids)
+    rows = []
+    for chunk in chunks:
+        groups: list[list[int]] = []
+        for i, w in enumerate(chunk["word_ids"]):
+            if w is None:
+                continue
+            if i and chunk["word_ids"][i - 1] == w:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        rows.append(groups)
+    _check_whole_words(batch, reference, rows, special, hf.mask_token_id, 0.2)
+    again = ferrotune.DataCollatorForLanguageModeling(
+        ft, whole_word_mask=True, mlm_probability=0.2, mask_replace_prob=1.0, random_replace_prob=0.0, seed=4
+    )
+    from_arrow = again(pa.Table.from_pylist(chunks))
+    for key in batch:
+        assert torch.equal(from_arrow[key], batch[key]), key
+    bad = [dict(chunks[0], word_ids=["a"] * 128)] + chunks[1:]
+    with pytest.raises(InvalidInputError, match="word_ids of example 0 must be a list of word indices"):
+        collator(bad)
+
+
 def test_whole_word_left_padding_pads_offsets_on_the_left(minilm_dir):
     ft = load_ft(minilm_dir)
     ft.padding_side = "left"
@@ -376,9 +416,10 @@ def test_mlm_option_and_input_errors(tokenizers):
     )
     enc = ft(["a first sentence", "another"], return_offsets_mapping=True)
     examples = [{k: enc[k][i] for k in enc} for i in range(2)]
-    bad = [dict(examples[0], offset_mapping=[1, 2, 3]), examples[1]]
-    with pytest.raises(InvalidInputError, match="offset_mapping of example 0 is not a list of"):
-        collator(bad)
+    for wrong in ([1, 2, 3], [1, 2, 3, 4], [[1, 2, 3]] * 5):
+        bad = [dict(examples[0], offset_mapping=wrong), examples[1]]
+        with pytest.raises(InvalidInputError, match="offset_mapping of example 0 is not a list of"):
+            collator(bad)
     too_long = [dict(examples[0], offset_mapping=examples[0]["offset_mapping"] * 3), examples[1]]
     with pytest.raises(InvalidInputError, match="offset_mapping of example 0 has 15 pairs"):
         collator(too_long)

@@ -511,8 +511,9 @@ class DataCollatorForLanguageModeling(_PlanCache):
     continues the previous token's word. Each word's first token is selected with ``mlm_probability`` and a
     selected word is masked whole; every masked token becomes the mask token (transformers warns and sets
     ``mask_replace_prob=1``, ``random_replace_prob=0``). Without ``offset_mapping`` (where transformers fails),
-    ferrotune finds words by the tokenizer's continuation prefix (WordPiece's ``##``). Unlike transformers,
-    ``offset_mapping`` rows of different lengths are padded too.
+    ferrotune takes words from a ``word_ids`` column (the course's ``tokenized.word_ids(i)``: one word index per
+    token, None for special tokens; consumed, not returned), else from the tokenizer's continuation prefix
+    (WordPiece's ``##``). Unlike transformers, ``offset_mapping`` rows of different lengths are padded too.
 
     Randomness (``rng``):
 
@@ -641,13 +642,17 @@ class DataCollatorForLanguageModeling(_PlanCache):
     def __call__(self, examples: Any, return_tensors: str | None = None) -> dict[str, Any]:
         return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
         first = _first_example(examples)
-        offsets = None
+        word_columns: dict[str, Any] = {}
         if first is not None or isinstance(examples, Mapping) or _as_arrow_batch(examples) is not None:
             arrow = _as_arrow_batch(examples)
-            if arrow is not None and "offset_mapping" in arrow.schema.names:
-                # Arrow offsets are a list of pairs per row: read them here, pad the rest in Rust.
-                offsets = ("object", arrow.column("offset_mapping").to_pylist(), None)
-                examples = arrow.drop_columns(["offset_mapping"])
+            if arrow is not None:
+                # Arrow offsets and word ids are lists of pairs / of ids with nulls: read them here, pad the rest
+                # in Rust.
+                wanted = ("offset_mapping", "word_ids") if self.whole_word_mask else ("offset_mapping",)
+                names = [n for n in wanted if n in arrow.schema.names]
+                if names:
+                    word_columns = {n: ("object", arrow.column(n).to_pylist(), None) for n in names}
+                    examples = arrow.drop_columns(names)
             plan = self._plan(self.tokenizer, "np", True, None, self.pad_to_multiple_of)[0]
             columns = _collate(plan, examples)
             batch: dict[str, Any] = {name: (kind, data, starts) for name, kind, data, starts in columns}
@@ -658,7 +663,8 @@ class DataCollatorForLanguageModeling(_PlanCache):
             raise InvalidInputError("input_ids could not be padded into one matrix")
         ids = input_ids[1]
         special = batch.pop("special_tokens_mask", None)
-        offsets = batch.pop("offset_mapping", offsets)
+        offsets = batch.pop("offset_mapping", word_columns.get("offset_mapping"))
+        word_ids = batch.pop("word_ids", word_columns.get("word_ids")) if self.whole_word_mask else None
         if special is not None:
             if special[0] != "padded":
                 raise InvalidInputError("special_tokens_mask could not be padded into one matrix like input_ids")
@@ -666,7 +672,7 @@ class DataCollatorForLanguageModeling(_PlanCache):
             if special.shape != ids.shape:
                 raise InvalidInputError(f"special_tokens_mask has shape {special.shape} but input_ids has {ids.shape}")
         if self.mlm:
-            words = self._words(ids, special, offsets) if self.whole_word_mask else None
+            words = self._words(ids, special, offsets, word_ids) if self.whole_word_mask else None
             if self.rng == "rust":
                 labels = self._rust_mask(ids, special, words)
             elif self.rng == "torch":
@@ -789,12 +795,18 @@ class DataCollatorForLanguageModeling(_PlanCache):
     # ----------------------------------------------------------------------------------------------
     # Whole words
 
-    def _words(self, ids: np.ndarray, special: np.ndarray | None, offsets: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _words(
+        self, ids: np.ndarray, special: np.ndarray | None, offsets: Any, word_ids: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(word_ids, no_mask)`` as transformers' ``_calc_word_ids_and_prob_mask``: word ids per token (-1 for
-        special tokens), and True where a token may not be selected (special tokens and tokens continuing a word)."""
+        special tokens), and True where a token may not be selected (special tokens and tokens continuing a word).
+        Words come from ``offset_mapping`` (transformers' rule), else a ``word_ids`` column (the course's
+        ``result.word_ids(i)``; None for special tokens), else the tokenizer's continuation prefix."""
         special_mask = self._special_mask(ids, special)
         if offsets is not None:
             return _words_from_offsets(self._offsets_matrix(offsets, ids.shape), special_mask)
+        if word_ids is not None:
+            return _words_from_word_ids(self._word_ids_matrix(word_ids, ids.shape), special_mask)
         prefix = self._continuation_prefix()
         tokens = self.tokenizer.convert_ids_to_tokens(ids.reshape(-1).tolist())
         continues = np.fromiter(
@@ -823,11 +835,15 @@ class DataCollatorForLanguageModeling(_PlanCache):
             if hasattr(row, "detach"):
                 row = row.detach().cpu().numpy()
             try:
-                pairs = np.asarray(row, dtype=np.int64).reshape(-1, 2) if len(row) else np.zeros((0, 2), np.int64)
+                pairs = np.asarray(row, dtype=np.int64) if len(row) else np.zeros((0, 2), np.int64)
             except (ValueError, TypeError) as err:
                 raise InvalidInputError(
                     f"offset_mapping of example {i} is not a list of (start, end) pairs: {err}"
                 ) from err
+            if pairs.ndim != 2 or pairs.shape[1] != 2:
+                raise InvalidInputError(
+                    f"offset_mapping of example {i} is not a list of (start, end) pairs: shape {pairs.shape}"
+                )
             n = len(pairs)
             if n > shape[1]:
                 raise InvalidInputError(
@@ -837,6 +853,36 @@ class DataCollatorForLanguageModeling(_PlanCache):
                 matrix[i, shape[1] - n :] = pairs
             else:
                 matrix[i, :n] = pairs
+        return matrix
+
+    def _word_ids_matrix(self, word_ids: tuple[str, Any, Any], shape: tuple[int, ...]) -> np.ndarray:
+        """The batch's ``word_ids`` as a ``(batch, length)`` int64 array, None -> -1, rows padded with -1 on the
+        tokenizer's padding side to the padded ``input_ids``."""
+        kind, data, _ = word_ids
+        rows = data if kind == "object" else list(data)
+        if len(rows) != shape[0]:
+            raise InvalidInputError(f"word_ids has {len(rows)} rows but the batch has {shape[0]} examples")
+        matrix = np.full(shape, -1, dtype=np.int64)
+        left = _padding_side(self.tokenizer) == "left"
+        for i, row in enumerate(rows):
+            if hasattr(row, "tolist"):
+                row = row.tolist()
+            if not isinstance(row, (list, tuple)) or not all(
+                w is None or (isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 0) for w in row
+            ):
+                raise InvalidInputError(
+                    f"word_ids of example {i} must be a list of word indices (ints >= 0) or None, got {row!r:.80}"
+                )
+            n = len(row)
+            if n > shape[1]:
+                raise InvalidInputError(
+                    f"word_ids of example {i} has {n} entries but its input_ids are padded to {shape[1]} tokens"
+                )
+            values = [-1 if w is None else int(w) for w in row]
+            if left:
+                matrix[i, shape[1] - n :] = values
+            else:
+                matrix[i, :n] = values
         return matrix
 
     def _continuation_prefix(self) -> str:
@@ -896,6 +942,19 @@ def _words_from_offsets(offsets: np.ndarray, special_tokens_mask: np.ndarray) ->
     word_ids = np.cumsum(is_new_word, axis=1)
     word_ids[special] = -1
     return word_ids, ~is_new_word
+
+
+def _words_from_word_ids(word_ids: np.ndarray, special_tokens_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Words from per-token word indices (-1 for none): a token with a word index starts a word when the previous
+    token has another index or none."""
+    valid = (word_ids >= 0) & ~special_tokens_mask.astype(bool)
+    previous = np.roll(word_ids, 1, axis=1)
+    previous_valid = np.roll(valid, 1, axis=1)
+    previous_valid[:, 0] = False
+    is_new_word = valid & (~previous_valid | (word_ids != previous))
+    words = np.cumsum(is_new_word, axis=1)
+    words[~valid] = -1
+    return words, ~is_new_word
 
 
 def _expand_words(word_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
