@@ -239,6 +239,11 @@ def test_torch_rng_with_a_transformers_tokenizer_and_arrow_input(tokenizers):
     from_lists = ours(examples)
     for key in from_lists:
         assert torch.equal(from_arrow[key], from_lists[key]), key
+    for convert in (np.asarray, torch.tensor):  # NumPy / torch rows: offsets converted row by row
+        transformers.set_seed(5)
+        other = ours([{k: convert(v) for k, v in e.items()} for e in examples])
+        for key in from_lists:
+            assert torch.equal(other[key], from_lists[key]), (convert, key)
 
 
 # --------------------------------------------------------------------------------------------------

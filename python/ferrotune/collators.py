@@ -17,6 +17,7 @@ import multiprocessing as mp
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -831,6 +832,8 @@ class DataCollatorForLanguageModeling(_PlanCache):
             raise InvalidInputError(f"offset_mapping has {len(rows)} rows but the batch has {shape[0]} examples")
         matrix = np.zeros((shape[0], shape[1], 2), dtype=np.int64)
         left = _padding_side(self.tokenizer) == "left"
+        if _fill_pairs(matrix, rows, left):
+            return matrix
         for i, row in enumerate(rows):
             if hasattr(row, "detach"):
                 row = row.detach().cpu().numpy()
@@ -942,6 +945,29 @@ def _words_from_offsets(offsets: np.ndarray, special_tokens_mask: np.ndarray) ->
     word_ids = np.cumsum(is_new_word, axis=1)
     word_ids[special] = -1
     return word_ids, ~is_new_word
+
+
+def _fill_pairs(matrix: np.ndarray, rows: list[Any], left: bool) -> bool:
+    """Fast path of ``_offsets_matrix`` for Python lists of (start, end) pairs (what tokenizers return): one
+    ``np.fromiter`` for the whole batch. False (nothing written) for any other input; the slow path then converts
+    row by row and names a bad example."""
+    if not all(type(row) in (list, tuple) for row in rows):
+        return False
+    pairs = list(chain.from_iterable(rows))
+    try:
+        if pairs and set(map(len, pairs)) != {2}:
+            return False
+        flat = np.fromiter(chain.from_iterable(pairs), dtype=np.int64, count=2 * len(pairs))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    width = matrix.shape[1]
+    if (lengths > width).any():
+        return False
+    columns = np.arange(width)
+    where = columns >= (width - lengths)[:, None] if left else columns < lengths[:, None]
+    matrix[where] = flat.reshape(-1, 2)
+    return True
 
 
 def _words_from_word_ids(word_ids: np.ndarray, special_tokens_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
