@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +24,10 @@ from .errors import (
     TokenizerFormatError,
 )
 from .padding import VERY_LARGE_INTEGER
+
+# transformers logs the over-length warning here; the same name lets its logging settings and tests see ours.
+_transformers_logger = logging.getLogger("transformers.tokenization_utils_base")
+_TOO_LONG_KEY = "sequence-length-is-longer-than-the-specified-maximum"
 
 SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
@@ -43,6 +49,22 @@ class Tokenizer:
     >>> tok = Tokenizer.from_pretrained("path/to/model")
     >>> batch = tok(["a sentence", "another one"], padding=True, truncation=True, return_tensors="pt")
     """
+
+    # Properties made below the class (settable; setting ``*_token_id`` sets the token of that id).
+    bos_token: str | None
+    eos_token: str | None
+    unk_token: str | None
+    sep_token: str | None
+    pad_token: str | None
+    cls_token: str | None
+    mask_token: str | None
+    bos_token_id: int | None
+    eos_token_id: int | None
+    unk_token_id: int | None
+    sep_token_id: int | None
+    pad_token_id: int | None
+    cls_token_id: int | None
+    mask_token_id: int | None
 
     def __init__(
         self,
@@ -78,6 +100,18 @@ class Tokenizer:
         for name in SPECIAL_TOKEN_ATTRIBUTES:
             setattr(self, name, special_tokens.get(name))
         self._model_type = self._core.model_type()
+        # transformers: the arguments the tokenizer was made with (from_pretrained adds tokenizer_config.json's)
+        self.init_kwargs: dict[str, Any] = {
+            "model_max_length": self.model_max_length,
+            "padding_side": padding_side,
+            "truncation_side": truncation_side,
+            "model_input_names": list(self.model_input_names),
+            "clean_up_tokenization_spaces": clean_up_tokenization_spaces,
+            **{name: value for name, value in special_tokens.items() if value is not None},
+        }
+        self.name_or_path = ""
+        # transformers: warnings given once per tokenizer (the over-length warning of __call__)
+        self.deprecation_warnings: dict[str, bool] = {}
 
     # ----------------------------------------------------------------------------------------------
     # Constructors
@@ -124,11 +158,21 @@ class Tokenizer:
         settings.update(_hf_loading.chat_template(folder, files["tokenizer_config.json"]))
         settings.update(overrides)
         if edited is None:
-            return cls.from_file(tokenizer_file, **settings)
-        try:
-            return cls(edited, **settings)
-        except TokenizerFormatError as error:  # built from the edited text: name the file it came from
-            raise TokenizerFormatError(f"'{tokenizer_file}': {error}") from error
+            tokenizer = cls.from_file(tokenizer_file, **settings)
+        else:
+            try:
+                tokenizer = cls(edited, **settings)
+            except TokenizerFormatError as error:  # built from the edited text: name the file it came from
+                raise TokenizerFormatError(f"'{tokenizer_file}': {error}") from error
+        # as transformers' init_kwargs: the config's entries, then what the folder and the caller resolved
+        init_kwargs = dict(files["tokenizer_config.json"])
+        init_kwargs.update(tokenizer.init_kwargs)
+        if tokenizer.extra_special_tokens:
+            init_kwargs["extra_special_tokens"] = list(tokenizer.extra_special_tokens)
+        init_kwargs["name_or_path"] = str(directory)
+        tokenizer.init_kwargs = init_kwargs
+        tokenizer.name_or_path = str(directory)
+        return tokenizer
 
     @classmethod
     def from_transformers(cls, tokenizer: Any, *, engine: str = "auto") -> Tokenizer:
@@ -292,33 +336,41 @@ class Tokenizer:
             return None
         return self.convert_tokens_to_ids(token)
 
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._token_id(self.bos_token)
+    def _id_token(self, name: str, token_id: Any) -> str:
+        """The token of ``token_id``, for ``tok.<name>_id = token_id`` (transformers' ``__setattr__``)."""
+        token_id = to_py_obj(token_id)
+        if isinstance(token_id, bool) or not isinstance(token_id, int):
+            raise InvalidArgumentError(f"{name}_id must be an int token id or None, got {type(token_id).__name__}")
+        token = self._core.id_to_token(token_id) if token_id >= 0 else None
+        if token is None:
+            raise InvalidArgumentError(f"{name}_id={token_id} is not in the vocabulary (size {len(self)})")
+        return token
 
     @property
-    def eos_token_id(self) -> int | None:
-        return self._token_id(self.eos_token)
+    def extra_special_tokens(self) -> list[str]:
+        """Special tokens without a name of their own (transformers 5's name for ``additional_special_tokens``):
+        they are in ``all_special_tokens`` and ``all_special_ids``."""
+        return list(self._extra_special_tokens)
+
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, value: Any) -> None:
+        if value is None:
+            self._extra_special_tokens: list[str] = []
+            return
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise InvalidArgumentError(f"extra_special_tokens must be a list or tuple, got {type(value).__name__}")
+        self._extra_special_tokens = [_as_token_text("extra_special_tokens", token) for token in value]
 
     @property
-    def unk_token_id(self) -> int | None:
-        return self._token_id(self.unk_token)
+    def extra_special_tokens_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(token) for token in self._extra_special_tokens]
 
-    @property
-    def sep_token_id(self) -> int | None:
-        return self._token_id(self.sep_token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._token_id(self.pad_token)
-
-    @property
-    def cls_token_id(self) -> int | None:
-        return self._token_id(self.cls_token)
-
-    @property
-    def mask_token_id(self) -> int | None:
-        return self._token_id(self.mask_token)
+    @extra_special_tokens_ids.setter
+    def extra_special_tokens_ids(self, value: Any) -> None:
+        if value is None:
+            self.extra_special_tokens = None
+            return
+        self.extra_special_tokens = [self._id_token("extra_special_tokens", token_id) for token_id in to_py_obj(value)]
 
     @property
     def special_tokens_map(self) -> dict[str, str]:
@@ -326,7 +378,8 @@ class Tokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return list(dict.fromkeys(self.special_tokens_map.values()))
+        """The named special tokens, then the extra ones, each once (as transformers 5)."""
+        return list(dict.fromkeys([*self.special_tokens_map.values(), *self._extra_special_tokens]))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -351,6 +404,82 @@ class Tokenizer:
         # Tokens are the vocabulary entries of the ids (the crate's fast path leaves token strings empty).
         ids = self(text, pair, add_special_tokens=add_special_tokens)["input_ids"]
         return [self._core.id_to_token(i) for i in ids]
+
+    # ----------------------------------------------------------------------------------------------
+    # Added tokens (transformers' add_tokens / add_special_tokens, the tokenizers crate's AddedVocabulary)
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """The added tokens (special or not) and their ids, as transformers' ``get_added_vocab``."""
+        added = json.loads(self._core.to_str()).get("added_tokens") or []
+        return {token["content"]: token["id"] for token in added}
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        return dict(sorted(self.get_added_vocab().items(), key=lambda item: item[1]))
+
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        """Adds tokens that are never split (as transformers' ``add_tokens``); returns how many were added.
+
+        ``new_tokens`` is a str, an ``AddedToken`` (``tokenizers.AddedToken``, or a dict with ``"content"`` and
+        its flags) or a list of them. A str becomes a normalized non-special token, or with
+        ``special_tokens=True`` a special one matched as written. Tokens new to the vocabulary get the next ids
+        (``len(tokenizer)`` grows); encoding, decoding, ``get_vocab`` and ``save_pretrained`` see them, as in
+        transformers. The Rust engine is rebuilt with them: ferrotune's native encoders keep serving the
+        tokenizer when they reproduce the added tokens (special, unnormalized ones for WordPiece), otherwise
+        the tokenizers crate encodes it (``tokenizer.encoder`` says which)."""
+        if not new_tokens:
+            return 0
+        if not isinstance(new_tokens, (list, tuple)):
+            new_tokens = [new_tokens]
+        tokens = [_added_token(token, special_tokens) for token in new_tokens]
+        data = json.loads(self._core.to_str())
+        count = _add_to_vocabulary(data, tokens, self._core.get_vocab(with_added_tokens=False))
+        self._core = _core.Tokenizer.from_str(json.dumps(data, ensure_ascii=False), self._engine)
+        return count
+
+    def add_special_tokens(
+        self, special_tokens_dict: Mapping[str, Any], replace_extra_special_tokens: bool = True
+    ) -> int:
+        """Adds special tokens and sets the named ones, as transformers 5's ``add_special_tokens``.
+
+        Keys are the named special tokens (``"pad_token"``, ``"cls_token"``, ...) and ``"extra_special_tokens"``
+        (or its transformers 4 name ``"additional_special_tokens"``): a list that replaces
+        ``extra_special_tokens``, or extends it with ``replace_extra_special_tokens=False``. Tokens are added to the
+        vocabulary with ``add_tokens(..., special_tokens=True)``; returns how many were added."""
+        if not special_tokens_dict:
+            return 0
+        special_tokens_dict = dict(special_tokens_dict)
+        if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get("extra_special_tokens"):
+            special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
+        allowed = (*SPECIAL_TOKEN_ATTRIBUTES, "extra_special_tokens")
+        for key, value in special_tokens_dict.items():
+            if key not in allowed:
+                raise InvalidArgumentError(f"Key {key} is not a valid special token. Valid keys are: {list(allowed)}")
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)):
+                    raise InvalidArgumentError(
+                        f"Tokens {value!r} for key {key} should be a list of str or AddedToken instances"
+                    )
+            elif value is None or isinstance(value, (list, tuple)):
+                raise InvalidArgumentError(f"Token {value!r} for key {key} should be a str or an AddedToken instance")
+        tokens_to_add: list[Any] = []
+        for key, value in special_tokens_dict.items():
+            if key == "extra_special_tokens":
+                texts = [_as_token_text(key, token) for token in value]
+                new = [
+                    token
+                    for token, text in zip(value, texts)
+                    if replace_extra_special_tokens or text not in self._extra_special_tokens
+                ]
+                if replace_extra_special_tokens and new:
+                    self.extra_special_tokens = new
+                else:
+                    self.extra_special_tokens = [*self._extra_special_tokens, *new]
+                tokens_to_add.extend(new)
+            else:
+                setattr(self, key, value)
+                tokens_to_add.append(value)
+        return self.add_tokens(tokens_to_add, special_tokens=True)
 
     # ----------------------------------------------------------------------------------------------
     # Decoding
@@ -473,15 +602,29 @@ class Tokenizer:
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
+        verbose: bool = True,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Tokenizes one text, a batch of texts, or pairs: the semantics and defaults of transformers'
         fast tokenizer ``__call__``. ``return_tensors`` is None (lists), "np", "pt" or "arrow".
+
+        As transformers 5, ``tokenizer_kwargs`` (a dict of these arguments) overrides the named ones, other
+        keyword arguments are ignored, and without truncation a sequence longer than ``model_max_length`` logs
+        transformers' "Token indices sequence length is longer than ..." warning once per tokenizer (the
+        ``transformers.tokenization_utils_base`` logger; ``verbose=False`` silences it).
 
         Pairs come as ``text`` and ``text_pair`` or as a list of ``(text, text_pair)`` tuples. With
         ``is_split_into_words=True`` each example is a list of words (a batch is a list of such lists) that
         are encoded one by one, as transformers does. The returned ``BatchEncoding`` answers transformers'
         alignment methods (``word_ids(i)``, ``sequence_ids(i)``, ``tokens(i)``, ``token_to_word``,
         ``word_to_tokens``, ``char_to_token``, ``token_to_chars``, ...), computed when first asked for."""
+        if tokenizer_kwargs:
+            arguments = {name: value for name, value in locals().items() if name in _CALL_ARGUMENTS}
+            arguments.update(tokenizer_kwargs)
+            arguments.update(kwargs)
+            return self(**arguments)
+        _check_other_keywords(kwargs)
         padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
             padding, truncation, max_length, pad_to_multiple_of
         )
@@ -524,6 +667,8 @@ class Tokenizer:
             return_length=return_length,
         )
         starts, width = raw.pop("_starts"), raw.pop("_width")
+        if max_length is None and verbose:
+            self._warn_if_too_long(starts)
         columns: dict[str, Any] = {}
         for key, values in raw.items():
             if key in ("length", "overflow_to_sample_mapping"):
@@ -545,6 +690,54 @@ class Tokenizer:
         # what the alignment methods need to encode the same rows again, asking for word and sequence ids
         out._alignment_source = (self, call)
         return out
+
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The ``input_ids`` of ``tokenizer(text, text_pair, ...)``, as transformers' ``encode``: a list of ids for
+        one text, a list of lists for a batch, a 2-D array/tensor with ``return_tensors``. Other keyword arguments
+        (``is_split_into_words``, ``return_overflowing_tokens``, ...) are those of ``__call__``."""
+        encoded = self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            **kwargs,
+        )
+        return encoded["input_ids"]
+
+    def _warn_if_too_long(self, starts: np.ndarray) -> None:
+        """transformers' ``_eventual_warn_about_too_long_sequence``: logged once per tokenizer, naming the first
+        row longer than ``model_max_length``."""
+        limit = self.model_max_length
+        if limit == 0:
+            return
+        lengths = np.diff(starts)
+        too_long = np.flatnonzero(lengths > limit)
+        if too_long.size == 0:
+            return
+        if not self.deprecation_warnings.get(_TOO_LONG_KEY, False):
+            _transformers_logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length "
+                f"for this model ({int(lengths[too_long[0]])} > {limit}). Running this sequence through the model "
+                "will result in indexing errors"
+            )
+        self.deprecation_warnings[_TOO_LONG_KEY] = True
 
     def _compute_alignment(self, call: dict[str, Any]) -> Alignment:
         """The alignment data of the rows a call with ``call``'s core arguments produced."""
@@ -657,6 +850,115 @@ class Tokenizer:
         if return_tensors == "arrow":
             return _record_batch(columns)
         return build_output(columns, return_tensors)
+
+
+# Every __call__ argument that tokenizer_kwargs may override.
+_CALL_ARGUMENTS = frozenset(list(inspect.signature(Tokenizer.__call__).parameters)[1:-2])
+# Keyword arguments transformers' __call__ reads that ferrotune does not implement: refused, never ignored.
+_UNSUPPORTED_KEYWORDS = {
+    "text_target": "tokenize the targets with a second call and set its input_ids as labels",
+    "text_pair_target": "tokenize the targets with a second call and set its input_ids as labels",
+}
+
+
+def _check_other_keywords(kwargs: dict[str, Any]) -> None:
+    """transformers 5.23 ignores keyword arguments it does not know; those it knows but ferrotune lacks raise."""
+    if kwargs.get("split_special_tokens"):
+        raise InvalidArgumentError(
+            "split_special_tokens=True is not supported: ferrotune always matches special tokens in the text"
+        )
+    for name, advice in _UNSUPPORTED_KEYWORDS.items():
+        if kwargs.get(name) is not None:
+            raise InvalidArgumentError(f"{name} is not supported by ferrotune's Tokenizer yet: {advice}")
+
+
+_ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _added_token(value: Any, special: bool) -> dict[str, Any]:
+    """The crate's AddedToken (as in tokenizer.json) for a token given to ``add_tokens``: a str is special and
+    unnormalized with ``special``, otherwise normalized; an AddedToken keeps its flags (``special`` forced on
+    with ``special``, as the crate's ``add_special_tokens``)."""
+    content = _as_token_text("a token to add", value)
+    token = {"content": content, "single_word": False, "lstrip": False, "rstrip": False}
+    if isinstance(value, str):
+        token.update(normalized=not special, special=special)
+        return token
+    for flag in _ADDED_TOKEN_FLAGS:
+        found = value.get(flag) if isinstance(value, Mapping) else getattr(value, flag, None)
+        if found is not None:
+            token[flag] = bool(found)
+    token["special"] = bool(token.get("special", False)) or special
+    token.setdefault("normalized", not token["special"])
+    return token
+
+
+def _add_to_vocabulary(data: dict[str, Any], tokens: list[dict[str, Any]], model_vocab: dict[str, int]) -> int:
+    """Adds ``tokens`` to tokenizer.json's ``added_tokens`` as the crate's ``AddedVocabulary::add_tokens`` does
+    (ids, replacements, the count it returns); loading the result gives the crate's tokenizer after the call."""
+    by_id = {
+        int(token["id"]): {key: value for key, value in token.items() if key != "id"}
+        for token in data.get("added_tokens") or []
+    }
+    by_content = {token["content"]: index for index, token in by_id.items()}
+    vocab_size = len(model_vocab)
+    top = max(by_id, default=None)
+    next_id = vocab_size if top is None else (top + 1 if top >= vocab_size or vocab_size == 0 else vocab_size)
+    count = 0
+    for token in tokens:
+        content = token["content"]
+        if not content:
+            continue
+        index = by_content.get(content)
+        if index is not None and by_id.get(index) == token:
+            continue  # the same token, the same flags
+        if index is None:
+            index = model_vocab.get(content)
+        if index is None:
+            index = next_id
+            next_id += 1
+        by_content[content] = index
+        by_id[index] = token
+        count += 1
+    data["added_tokens"] = [{"id": index, **by_id[index]} for index in sorted(by_id)]
+    return count
+
+
+def _as_token_text(name: str, value: Any) -> str:
+    """A token given as a str, an ``AddedToken`` (``tokenizers``' or transformers') or an AddedToken dict."""
+    if isinstance(value, str):
+        return value
+    content = value.get("content") if isinstance(value, Mapping) else getattr(value, "content", None)
+    if not isinstance(content, str):
+        raise InvalidArgumentError(f"{name} must be a str or an AddedToken, got {type(value).__name__} {value!r:.80}")
+    return content
+
+
+def _special_token_property(name: str) -> property:
+    def get(self: Tokenizer) -> str | None:
+        return self._special_tokens.get(name)
+
+    def set_(self: Tokenizer, value: Any) -> None:
+        self.__dict__.setdefault("_special_tokens", {})[name] = None if value is None else _as_token_text(name, value)
+
+    return property(get, set_, doc=f"The {name.replace('_', ' ')} (a str), or None.")
+
+
+def _special_token_id_property(name: str) -> property:
+    def get(self: Tokenizer) -> int | None:
+        return self._token_id(self._special_tokens.get(name))
+
+    def set_(self: Tokenizer, value: Any) -> None:
+        # transformers: tok.pad_token_id = 0 sets pad_token to the token of id 0
+        setattr(self, name, None if value is None else self._id_token(name, value))
+
+    return property(get, set_, doc=f"The id of the {name.replace('_', ' ')}, or None; settable (sets {name}).")
+
+
+for _name in SPECIAL_TOKEN_ATTRIBUTES:
+    setattr(Tokenizer, _name, _special_token_property(_name))
+    setattr(Tokenizer, f"{_name}_id", _special_token_id_property(_name))
+del _name
 
 
 def _is_pair_item(item: Any, is_split_into_words: bool) -> bool:
