@@ -305,5 +305,3 @@ def test_keywords_ferrotune_cannot_honour_are_refused(minilm_dir):
     ft, _ = _pair(minilm_dir)
     with pytest.raises(InvalidArgumentError, match="split_special_tokens"):
         ft("a [SEP] b", split_special_tokens=True)
-    with pytest.raises(InvalidArgumentError, match="text_target"):
-        ft("source", text_target="target")

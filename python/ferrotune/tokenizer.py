@@ -584,8 +584,10 @@ class Tokenizer:
 
     def __call__(
         self,
-        text: str | list[str] | tuple[str, ...],
+        text: str | list[str] | tuple[str, ...] | None = None,
         text_pair: str | list[str] | tuple[str, ...] | None = None,
+        text_target: str | list[str] | tuple[str, ...] | None = None,
+        text_pair_target: str | list[str] | tuple[str, ...] | None = None,
         *,
         add_special_tokens: bool = True,
         padding: bool | str = False,
@@ -618,13 +620,22 @@ class Tokenizer:
         ``is_split_into_words=True`` each example is a list of words (a batch is a list of such lists) that
         are encoded one by one, as transformers does. The returned ``BatchEncoding`` answers transformers'
         alignment methods (``word_ids(i)``, ``sequence_ids(i)``, ``tokens(i)``, ``token_to_word``,
-        ``word_to_tokens``, ``char_to_token``, ``token_to_chars``, ...), computed when first asked for."""
+        ``word_to_tokens``, ``char_to_token``, ``token_to_chars``, ...), computed when first asked for.
+
+        ``text_target`` (and ``text_pair_target``) are encoded as transformers does it, with the same padding,
+        truncation and other arguments (``max_target_length``, a keyword argument, replaces ``max_length`` for
+        them): alone they return the targets' encoding; with ``text`` the targets' ``input_ids`` become the
+        ``labels`` of the inputs' encoding."""
         if tokenizer_kwargs:
             arguments = {name: value for name, value in locals().items() if name in _CALL_ARGUMENTS}
-            arguments.update(tokenizer_kwargs)
+            # transformers reads max_target_length from the keyword arguments only, not from tokenizer_kwargs
+            arguments.update({name: value for name, value in tokenizer_kwargs.items() if name != "max_target_length"})
             arguments.update(kwargs)
             return self(**arguments)
+        max_target_length = kwargs.pop("max_target_length", None)
         _check_other_keywords(kwargs)
+        if text is None and text_target is None:
+            raise InvalidArgumentError("You need to specify either `text` or `text_target`.")
         padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
             padding, truncation, max_length, pad_to_multiple_of
         )
@@ -632,7 +643,66 @@ class Tokenizer:
         side = self._resolve_padding_side(padding_side)
         if not isinstance(stride, (int, np.integer)) or stride < 0:
             raise InvalidArgumentError(f"stride must be a non-negative int, got {stride!r}")
+        options = {
+            "padding_strategy": padding_strategy,
+            "truncation_strategy": truncation_strategy,
+            "add_special_tokens": add_special_tokens,
+            "stride": stride,
+            "is_split_into_words": is_split_into_words,
+            "pad_to_multiple_of": pad_to_multiple_of,
+            "side": side,
+            "return_tensors": return_tensors,
+            "return_token_type_ids": return_token_type_ids,
+            "return_attention_mask": return_attention_mask,
+            "return_overflowing_tokens": return_overflowing_tokens,
+            "return_special_tokens_mask": return_special_tokens_mask,
+            "return_offsets_mapping": return_offsets_mapping,
+            "return_length": return_length,
+            "verbose": verbose,
+        }
+        # transformers' __call__: the inputs, then the targets with the same arguments (max_target_length, when
+        # given, as their max_length); the targets' input_ids become the inputs' labels
+        encodings = None if text is None else self._encode_resolved(text, text_pair, max_length=max_length, **options)
+        if text_target is None:
+            return encodings
+        target_length = max_target_length if max_target_length is not None else max_length
+        targets = self._encode_resolved(text_target, text_pair_target, max_length=target_length, **options)
+        if encodings is None:
+            return targets
+        if return_tensors == "arrow":
+            labels = targets.column("input_ids")
+            if len(labels) != encodings.num_rows:
+                raise InvalidInputError(
+                    f"the targets give {len(labels)} rows but the inputs {encodings.num_rows}: an Arrow record "
+                    "batch needs one labels row per input row"
+                )
+            return encodings.append_column("labels", labels)
+        encodings["labels"] = targets["input_ids"]
+        return encodings
 
+    def _encode_resolved(
+        self,
+        text: Any,
+        text_pair: Any,
+        *,
+        padding_strategy: str,
+        truncation_strategy: str,
+        max_length: int | None,
+        add_special_tokens: bool,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        side: str,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        verbose: bool,
+    ) -> Any:
+        """One encoding of ``__call__`` (transformers' ``_encode_plus``) with the strategies already resolved."""
         is_batched, texts, pairs = _split_inputs(text, text_pair, is_split_into_words)
 
         with_type_ids = (
@@ -854,11 +924,6 @@ class Tokenizer:
 
 # Every __call__ argument that tokenizer_kwargs may override.
 _CALL_ARGUMENTS = frozenset(list(inspect.signature(Tokenizer.__call__).parameters)[1:-2])
-# Keyword arguments transformers' __call__ reads that ferrotune does not implement: refused, never ignored.
-_UNSUPPORTED_KEYWORDS = {
-    "text_target": "tokenize the targets with a second call and set its input_ids as labels",
-    "text_pair_target": "tokenize the targets with a second call and set its input_ids as labels",
-}
 
 
 def _check_other_keywords(kwargs: dict[str, Any]) -> None:
@@ -867,9 +932,6 @@ def _check_other_keywords(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(
             "split_special_tokens=True is not supported: ferrotune always matches special tokens in the text"
         )
-    for name, advice in _UNSUPPORTED_KEYWORDS.items():
-        if kwargs.get(name) is not None:
-            raise InvalidArgumentError(f"{name} is not supported by ferrotune's Tokenizer yet: {advice}")
 
 
 _ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
