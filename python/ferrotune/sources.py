@@ -37,8 +37,11 @@ _EXTENSIONS = {
     ".ndjson.gz": "jsonl.gz",
     ".csv": "csv",
     ".tsv": "tsv",
+    ".conll": "conll",
 }
-FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv")
+FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv", "conll")
+# The columns of a CoNLL file (one ``word ... tag`` line per token, blank lines between sentences): datasets' names.
+CONLL_COLUMNS = ("tokens", "ner_tags")
 # What an Arrow IPC stream ends with: continuation marker + zero length (legacy streams: zero length only).
 _ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _ARROW_LEGACY_END_OF_STREAM = b"\x00\x00\x00\x00"
@@ -634,6 +637,84 @@ class _GzipJsonlSource(_Source):
         self._cursor = None
 
 
+class _ConllSource(_Source):
+    """A CoNLL file (CoNLL-2003's ``word POS chunk NER`` and the like): one token per line, its words separated by
+    spaces or tabs, the tag in the last column; a blank line ends a sentence; ``-DOCSTART-`` lines are skipped.
+    One unit, one row per sentence: ``tokens`` (the first column) and ``ner_tags`` (the last), both lists of text."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._parsed: tuple[list[list[str]], list[list[str]], list[int]] | None = None
+
+    def _parse(self) -> tuple[list[list[str]], list[list[str]], list[int]]:
+        if self._parsed is not None:
+            return self._parsed
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise DataSourceError(f"cannot read '{self.path}': {err}") from err
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise DataSourceError(
+                f"'{self.path}' line {line}: byte 0x{data[err.start]:02x} is not UTF-8; re-encode the file as UTF-8"
+            ) from None
+        tokens: list[list[str]] = []
+        tags: list[list[str]] = []
+        first_lines: list[int] = []
+        words: list[str] = []
+        labels: list[str] = []
+        for number, line in enumerate(text.splitlines(), 1):
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if words:
+                    tokens.append(words)
+                    tags.append(labels)
+                    words, labels = [], []
+                continue
+            if len(fields) < 2:
+                raise DataSourceError(
+                    f"'{self.path}' line {number}: {line.strip()!r} has no tag: a CoNLL line is 'word ... tag' "
+                    "(the tag in the last column, separated by a space or a tab)"
+                )
+            if not words:
+                first_lines.append(number)
+            words.append(fields[0])
+            labels.append(fields[-1])
+        if words:
+            tokens.append(words)
+            tags.append(labels)
+        self._parsed = (tokens, tags, first_lines)
+        return self._parsed
+
+    def parts(self) -> list[int]:
+        rows = len(self._parse()[0])
+        return [rows] if rows else []
+
+    def columns(self) -> list[str]:
+        return list(CONLL_COLUMNS)
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        tokens, tags, _ = self._parse()
+        values = {"tokens": tokens[lo:hi], "ner_tags": tags[lo:hi]}
+        return pa.table({name: pa.array(values[name], pa.list_(pa.string())) if name in values
+                         else pa.nulls(hi - lo) for name in columns})  # fmt: skip
+
+    def describe_row(self, part: int, row: int) -> str:
+        return f"'{self.path}' line {self.line_of(part, row)}"
+
+    def line_of(self, part: int, row: int) -> int | None:
+        """The line of the sentence's first word."""
+        return self._parse()[2][row]
+
+    def close(self) -> None:
+        self._parsed = None
+
+
 def _table_of(source: Any) -> tuple[Any, str] | None:
     """An in-memory ``pyarrow.Table`` for a Table / RecordBatch / ``datasets.Dataset`` without cache files."""
     import pyarrow as pa
@@ -679,6 +760,8 @@ def open_sources(source: Any, explicit_format: str | None, csv: CsvOptions, rows
             sources.append(_ArrowSource(path))
         elif fmt == "jsonl.gz":
             sources.append(_GzipJsonlSource(path))
+        elif fmt == "conll":
+            sources.append(_ConllSource(path))
         else:
             sources.append(_LineSource(path, fmt, csv, rows_per_unit))
     return sources
