@@ -1,4 +1,5 @@
-"""Evaluation metrics in NumPy (the GLUE ones): no scikit-learn, no ``evaluate`` (which needs the Hub)."""
+"""Evaluation metrics in NumPy (the GLUE ones) and entity scores of tag sequences (seqeval's): no scikit-learn, no
+``evaluate`` (which needs the Hub), no seqeval."""
 
 from __future__ import annotations
 
@@ -82,6 +83,67 @@ def compute_metrics(names: tuple[str, ...], outputs: np.ndarray, labels: np.ndar
         else:
             raise KeyError(f"unknown metric {name!r}")
     return results
+
+
+# --------------------------------------------------------------------------------------------------
+# Entities of tag sequences (NER): seqeval's default (lenient, conlleval-like) chunking of IOB2 / IOBES tags
+
+
+def _chunk_ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """An entity ended between the previous tag and this one (seqeval's ``end_of_chunk``)."""
+    if prev_tag in ("E", "S"):
+        return True
+    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
+        return True
+    return prev_tag not in ("O", ".") and prev_type != type_
+
+
+def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """An entity starts at this tag (seqeval's ``start_of_chunk``)."""
+    if tag in ("B", "S"):
+        return True
+    if prev_tag in ("E", "S", "O") and tag in ("E", "I"):
+        return True
+    return tag not in ("O", ".") and prev_type != type_
+
+
+def entities(tags: list[str], offset: int = 0) -> list[tuple[str, int, int]]:
+    """``(type, first, last)`` of the entities of one tag sequence ("B-PER I-PER O" -> [("PER", 0, 1)]), as seqeval's
+    ``get_entities``: an I- after O or after another type starts an entity, a change of type ends one."""
+    found = []
+    prev_tag, prev_type, begin = "O", "", 0
+    for i, label in enumerate([*tags, "O"]):
+        tag, type_ = label[:1], label[1:].split("-", maxsplit=1)[-1] or "_"
+        if _chunk_ends(prev_tag, tag, prev_type, type_):
+            found.append((prev_type, offset + begin, offset + i - 1))
+        if _chunk_starts(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return found
+
+
+def entity_scores(true: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Entity precision, recall and F1 (micro: an entity counts when its type and words match exactly) and token
+    accuracy of tag sequences (one list of tags per sentence), as seqeval's ``precision_score``, ``recall_score``,
+    ``f1_score`` and ``accuracy_score`` in their default mode; 0 where a ratio is undefined."""
+    if len(true) != len(predicted) or any(len(t) != len(p) for t, p in zip(true, predicted)):
+        raise ValueError("true and predicted tag sequences differ in number or length")
+    true_entities, predicted_entities = set(), set()
+    offset = correct_tokens = tokens = 0
+    for true_tags, predicted_tags in zip(true, predicted):
+        true_entities.update(entities(true_tags, offset))
+        predicted_entities.update(entities(predicted_tags, offset))
+        offset += len(true_tags) + 1  # sentences apart: an entity never runs from one into the next
+        correct_tokens += sum(t == p for t, p in zip(true_tags, predicted_tags))
+        tokens += len(true_tags)
+    hits = len(true_entities & predicted_entities)
+    precision = hits / len(predicted_entities) if predicted_entities else 0.0
+    recall = hits / len(true_entities) if true_entities else 0.0
+    denominator = precision + recall
+    return {
+        "precision": precision, "recall": recall, "f1": 2 * precision * recall / denominator if denominator else 0.0,
+        "accuracy": correct_tokens / tokens if tokens else 0.0,
+    }  # fmt: skip
 
 
 def is_better(name: str, value: float, best: float | None) -> bool:
