@@ -123,6 +123,9 @@ def run_predict(arguments: argparse.Namespace) -> int:
     from pathlib import Path
 
     task = predict_module.read_task(Path(arguments.model_dir))  # a wrong folder fails before the inputs are read
+    from .training.tasks import task_for
+
+    task_for(task["kind"]).check_predicts()  # so does a model predict cannot serve
     if (Path(arguments.model_dir) / "adapter_config.json").is_file():
         predict_module.resolve_base_model(arguments.model_dir, task, arguments.base_model)
     texts, pairs = _read_inputs(arguments)

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from .tasks import GLUE_TASKS, KINDS, TASKS, task_for
 
-FORMATS = ("parquet", "arrow", "jsonl", "csv", "tsv")
+FORMATS = ("parquet", "arrow", "jsonl", "csv", "tsv", "conll")
 LOG_MODES = ("bar", "quiet", "json")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 BUCKETING = ("length", "none")
@@ -36,13 +36,21 @@ class TrainConfig:
     task: str = _option("classification", f"one of {', '.join(TASKS)} (GLUE presets know columns, labels, metrics)")
     # Data
     data_dir: str | None = _option(None, "GLUE task folder holding train.tsv and dev.tsv (with a GLUE --task)")
-    train: str | None = _option(None, "training data: a file or folder (Parquet, Arrow, JSONL, CSV, TSV)")
+    train: str | None = _option(None, "training data: a file or folder (Parquet, Arrow, JSONL, CSV, TSV, CoNLL)")
     eval: str | None = _option(None, "evaluation data: a file or folder")
     format: str | None = _option(None, f"data format, one of {', '.join(FORMATS)}; default: from the extension")
-    text_column: str | None = _option(None, "column holding the text (default: preset's, or 'text')")
+    text_column: str | None = _option(
+        None, "column holding the text (default: preset's, or 'text'; token-classification: the words, 'tokens')"
+    )
     text_pair_column: str | None = _option(None, "column holding the second text of a pair")
-    label_column: str | None = _option(None, "column holding the label (default: preset's, or 'label')")
+    label_column: str | None = _option(
+        None, "column holding the label (default: preset's, or 'label'; token-classification: the tags, 'ner_tags')"
+    )
     label_names: list[str] | None = _option(None, "label names in id order (default: preset's, or from the data)")
+    label_all_tokens: bool = _option(
+        False, "token-classification: label every sub-token of a word (B- tags become I- after the first), not only "
+        "the first (the others ignored)"
+    )  # fmt: skip
     max_length: int = _option(128, "truncate examples to this many tokens (causal LM: the packed block length)")
     max_train_examples: int | None = _option(None, "use only the first N training examples")
     max_eval_examples: int | None = _option(None, "use only the first N evaluation examples")
@@ -138,8 +146,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}")
-        if not isinstance(self.overwrite_output_dir, bool):
-            raise ConfigError(f"overwrite_output_dir must be true or false, got {self.overwrite_output_dir!r}")
+        for name in ("overwrite_output_dir", "label_all_tokens"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -213,8 +222,10 @@ RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "overwrite_output_dir", "
 def config_differences(saved: dict[str, Any], current: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Options (other than output/logging ones) whose value differs from the checkpoint's config."""
     now = current.to_dict()
+    # An option added since the checkpoint was written had its default value then.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     return {
-        name: (saved.get(name), value)
+        name: (saved.get(name, defaults.get(name)), value)
         for name, value in now.items()
-        if name not in RESUMABLE_CHANGES and saved.get(name) != value
+        if name not in RESUMABLE_CHANGES and saved.get(name, defaults.get(name)) != value
     }

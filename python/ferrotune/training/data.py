@@ -146,7 +146,7 @@ def example_lengths(encoded: Any) -> np.ndarray:
 def build_eval_batches(config: TrainConfig, task: Task, tokenizer: Any, table: Any, rank: int = 0,
                        world: int = 1) -> list:  # fmt: skip
     """Evaluation batches of length-sorted examples (this rank's share): ``[(example indices, batch), ...]``."""
-    encoded = task.encode(tokenizer, table, config.max_length)
+    encoded = task.encode(tokenizer, table, config.max_length, config)
     order = np.argsort(example_lengths(encoded), kind="stable")
     collate = task.eval_collator(tokenizer)
     batches = []

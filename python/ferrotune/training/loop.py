@@ -95,7 +95,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
             logits = model(**model_inputs(batch)).logits
             loss = task.loss(logits, batch["labels"]).item()
             kept = task.eval_outputs(logits)  # what the metrics need of the logits (None: the loss is enough)
-            labels = None if kept is None else batch["labels"].cpu().numpy()
+            labels = None if kept is None else task.eval_labels(batch["labels"])
             local.append((indices, loss, task.loss_items(batch), kept, labels))
     model.train()
     gathered = gather_object(local) if accelerator.num_processes > 1 else local
@@ -107,7 +107,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
         order = np.argsort(np.concatenate([g[0] for g in with_outputs]), kind="stable")  # back to file order
         outputs = np.concatenate([g[3] for g in with_outputs])[order]
         labels = np.concatenate([g[4] for g in with_outputs])[order]
-    metrics = task.metrics(data.metrics, results["eval_loss"], outputs, labels)
+    metrics = task.metrics(data.metrics, results["eval_loss"], outputs, labels, data.label_names)
     results.update({f"eval_{k}": v for k, v in metrics.items()})
     return results
 

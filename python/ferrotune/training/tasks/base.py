@@ -32,6 +32,7 @@ class Task(ABC):
     pipeline_tag: str  # the model card's Hub pipeline tag
     label_column: str | None = "labels"  # the examples' label column (None: the text is its own target)
     packs_documents = False  # packing allowed, and on by default
+    labels_words = False  # labels words of pre-split sentences (--label-all-tokens applies)
     predicts = True  # ferrotune.predict serves this task
 
     # ---- Options
@@ -40,6 +41,8 @@ class Task(ABC):
         """Raises ConfigError for options this task cannot honour (TrainConfig.validate's last step)."""
         if config.use_packing and not self.packs_documents:
             raise ConfigError("packing is for causal-lm only: classification examples cannot share a row")
+        if config.label_all_tokens and not self.labels_words:
+            raise ConfigError(f"label_all_tokens is for token-classification, not {self.kind}")
 
     # ---- Columns, rows and labels
 
@@ -85,8 +88,9 @@ class Task(ABC):
 
     # ---- Batches and loss
 
-    def encode(self, tokenizer: Any, table: Any, max_length: int) -> Any:
-        """Token ids of every example as an Arrow table (input_ids, attention_mask, ...; labels passed on)."""
+    def encode(self, tokenizer: Any, table: Any, max_length: int, config: TrainConfig | None = None) -> Any:
+        """Token ids of every example as an Arrow table (input_ids, attention_mask, ...; labels passed on).
+        ``config``: the run's options, for tasks whose encoding has options of its own."""
         import pyarrow as pa
 
         texts = table.column("text").to_pylist()
@@ -131,12 +135,17 @@ class Task(ABC):
     # ---- Metrics
 
     def eval_outputs(self, logits: Any) -> np.ndarray | None:
-        """What evaluation keeps of a batch's logits for :meth:`metrics` (None: the loss is enough)."""
+        """What evaluation keeps of a batch's logits for :meth:`metrics` (None: the loss is enough): one entry per
+        example (the batches' entries are concatenated along the first axis)."""
         return logits.float().cpu().numpy()
 
+    def eval_labels(self, labels: Any) -> np.ndarray:
+        """What evaluation keeps of a batch's labels for :meth:`metrics`: one entry per example."""
+        return labels.cpu().numpy()
+
     @abstractmethod
-    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None,
-                labels: np.ndarray | None) -> dict[str, float]:  # fmt: skip
+    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None, labels: np.ndarray | None,
+                label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
         """The named metrics of the evaluation set (``outputs`` and ``labels`` in file order), without "eval_"."""
 
     # ---- Prediction (ferrotune.predict)

@@ -88,8 +88,8 @@ class CausalLM(Task):
     def eval_outputs(self, logits: Any) -> np.ndarray | None:
         return None  # the loss is all perplexity needs
 
-    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None,
-                labels: np.ndarray | None) -> dict[str, float]:  # fmt: skip
+    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None, labels: np.ndarray | None,
+                label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
         return {"perplexity": math.exp(min(loss, 50.0))}
 
     def check_predicts(self) -> None:

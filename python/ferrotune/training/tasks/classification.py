@@ -105,8 +105,8 @@ class Classification(Task):
 
         return F.cross_entropy(logits.float(), labels, reduction="sum")
 
-    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None,
-                labels: np.ndarray | None) -> dict[str, float]:  # fmt: skip
+    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None, labels: np.ndarray | None,
+                label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
         assert outputs is not None and labels is not None
         return compute_metrics(names, outputs, labels)
 

@@ -1,0 +1,331 @@
+"""Token classification (NER): one tag per word of a sentence given as a list of words, predicted by a head on
+every token of the encoder (``AutoModelForTokenClassification``, PEFT's ``TOKEN_CLS``).
+
+Data: CoNLL files (``word ... tag`` lines, a blank line between sentences; ``--format conll`` or a ``.conll``
+extension) or JSONL / Parquet / Arrow rows with a list of words (``tokens``) and a list of tags (``ner_tags``: names,
+or ids with ``--label-names``). Preprocessing is the Hugging Face course's: the words are tokenized with
+``is_split_into_words=True``; a word's tag goes on its first sub-token, the other sub-tokens and the special tokens
+get -100 (ignored by the loss and the metrics), or with ``--label-all-tokens`` every sub-token gets the tag (a B- tag
+becoming I- after the first). Batches are padded as ``DataCollatorForTokenClassification`` pads them (labels with
+-100). The loss is the mean over labelled tokens; the metrics are seqeval's entity precision / recall / F1 and
+token accuracy over the labelled tokens (IOB2 tags, seqeval's default mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigError, DataError, LabelError
+from ..metrics import entity_scores
+from .base import Task, column, first_row
+
+TOKEN_CLASSIFICATION = "token-classification"
+IGNORED = -100  # labels the loss and the metrics skip (transformers' convention)
+
+
+class TokenClassification(Task):
+    kind = TOKEN_CLASSIFICATION
+    model_class = "AutoModelForTokenClassification"
+    peft_task_type = "TOKEN_CLS"
+    pipeline_tag = "token-classification"
+    labels_words = True
+    predicts = False
+
+    def check_config(self, config: Any) -> None:
+        super().check_config(config)
+        if config.text_pair_column:
+            raise ConfigError("token-classification tags the words of one sentence: text_pair_column does not apply")
+
+    # ---- Columns, rows and labels
+
+    def columns(self, config: Any, preset: Any) -> dict[str, str]:
+        return {"words": config.text_column or "tokens", "tags": config.label_column or "ner_tags"}
+
+    def rows(self, table: Any, columns: dict[str, str], source: Any,
+             label_names: list[str] | None) -> tuple[Any, list[str] | None]:  # fmt: skip
+        """``words`` (list of text), ``labels`` (tag ids) and ``inside_labels`` (the tag ids a word's later
+        sub-tokens get with --label-all-tokens: its I- tag for a B- tag), checked sentence by sentence."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        words = lists(column(table, columns["words"], "words", source), columns["words"], "words", source)
+        tags = lists(column(table, columns["tags"], "tags", source), columns["tags"], "tags", source)
+        if not (pa.types.is_string(words.type.value_type) or pa.types.is_large_string(words.type.value_type)
+                or pa.types.is_null(words.type.value_type)):  # fmt: skip
+            row = first_row(pc.greater(pc.list_value_length(words), 0))
+            raise DataError(
+                f"words column {columns['words']!r} holds {words.type.value_type} words, not text: the first in "
+                f"{source.where(row)} ({words[row].as_py()[:5]}...)"
+            )
+        word_counts, tag_counts = pc.list_value_length(words), pc.list_value_length(tags)
+        mismatch = pc.not_equal(word_counts, tag_counts)
+        if pc.any(mismatch).as_py():
+            row = first_row(mismatch)
+            raise DataError(
+                f"{source.where(row)}: the sentence has {word_counts[row].as_py()} words but "
+                f"{tag_counts[row].as_py()} tags (one tag per word)"
+            )
+        for values, name, role in ((words, columns["words"], "word"), (tags, columns["tags"], "tag")):
+            flat = pc.list_flatten(values)
+            if flat.null_count:
+                row = pc.list_parent_indices(values)[first_row(pc.is_null(flat))].as_py()
+                raise DataError(f"{source.where(row)}: a {role} of column {name!r} is empty (null)")
+        ids, label_names = self.tag_ids(tags, columns["tags"], source, label_names)
+        inside = np.asarray(inside_ids(label_names), dtype=np.int64)
+        offsets = tags.offsets
+        labels = pa.ListArray.from_arrays(offsets, pa.array(ids, pa.int64()))
+        inside_labels = pa.ListArray.from_arrays(offsets, pa.array(inside[ids] if len(ids) else ids, pa.int64()))
+        return pa.table({"words": words, "labels": labels, "inside_labels": inside_labels}), label_names
+
+    def tag_ids(self, tags: Any, name: str, source: Any,
+                label_names: list[str] | None) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+        """Every tag of every sentence as an id of the label set (given, or the training data's tags)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        flat = pc.list_flatten(tags)
+        parents = pc.list_parent_indices(tags)
+        if pa.types.is_string(flat.type) or pa.types.is_large_string(flat.type) or pa.types.is_null(flat.type):
+            strings = flat.to_pylist()
+            names = list(label_names) if label_names is not None else tag_order(set(strings))
+            index = {label: i for i, label in enumerate(names)}
+            unknown = sorted(set(strings) - set(index))
+            if unknown:
+                position = next(i for i, value in enumerate(strings) if value not in index)
+                raise LabelError(
+                    f"tags {unknown[:5]} in {source} are not in the label set {names} (the first, "
+                    f"{strings[position]!r}, in the sentence at {source.where(parents[position].as_py())})"
+                )
+            return np.fromiter((index[v] for v in strings), np.int64, len(strings)), names
+        if not pa.types.is_integer(flat.type):
+            raise LabelError(f"tags (column {name!r} of {source}) must be names or ids, not {flat.type}")
+        if label_names is None:
+            raise LabelError(
+                f"the tags of {source} (column {name!r}) are ids: give their names in id order with --label-names "
+                "(e.g. O,B-PER,I-PER,...): the entity metrics read the B-/I- prefixes"
+            )
+        ids = flat.to_numpy(zero_copy_only=False).astype(np.int64)
+        bad = np.flatnonzero((ids < 0) | (ids >= len(label_names)))
+        if len(bad):
+            raise LabelError(
+                f"tag id {ids[bad[0]]} in the sentence at {source.where(parents[int(bad[0])].as_py())} is outside the "
+                f"label set {label_names} (ids 0..{len(label_names) - 1})"
+            )
+        return ids, list(label_names)
+
+    def check_labels(self, label_names: list[str] | None, train_path: Any) -> None:
+        if len(label_names or []) < 2:
+            raise LabelError(f"token classification needs at least 2 tags; {train_path} has {label_names}")
+
+    def num_labels(self, label_names: list[str] | None) -> int | None:
+        return len(label_names or [])
+
+    def default_metrics(self, label_names: list[str] | None) -> tuple[tuple[str, ...], str]:
+        return ("precision", "recall", "f1", "accuracy"), "f1"
+
+    # ---- Model
+
+    def model_options(self, label_names: list[str] | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_labels": self.num_labels(label_names)}
+        if label_names is not None:
+            options["id2label"] = dict(enumerate(label_names))
+            options["label2id"] = {name: i for i, name in enumerate(label_names)}
+        return options
+
+    # ---- Batches and loss
+
+    def encode(self, tokenizer: Any, table: Any, max_length: int, config: Any = None) -> Any:
+        """Sub-token ids of the sentences' words and their labels (:func:`align_labels`)."""
+        import pyarrow as pa
+
+        label_all = bool(config is not None and config.label_all_tokens)
+        sentences = table.column("words").to_pylist()
+        encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
+        labels, inside = table.column("labels").to_pylist(), table.column("inside_labels").to_pylist()
+        aligned = [
+            align_labels(encoded.word_ids(i), labels[i], inside[i], label_all) for i in range(len(sentences))
+        ]  # fmt: skip
+        columns = {name: pa.array(encoded[name], pa.list_(pa.int64())) for name in encoded.keys()}
+        columns["labels"] = pa.array(aligned, pa.list_(pa.int64()))
+        return pa.table(columns)
+
+    def train_loader(self, config: Any, tokenizer: Any, table: Any, rank: int, world: int) -> Any:
+        """Padded batches of the encoded sentences, reshuffled each epoch (length-bucketed unless
+        ``--bucketing none``), this rank's share."""
+        return SentenceBatches(self.encode(tokenizer, table, config.max_length, config), self.eval_collator(tokenizer),
+                               config.batch_size, config.seed, config.bucketing == "length", rank, world)  # fmt: skip
+
+    def eval_collator(self, tokenizer: Any) -> Callable[[Any], dict]:
+        from ...collators import DataCollatorForTokenClassification
+
+        collator = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORED)
+        return lambda rows: dict(collator(rows))
+
+    def loss(self, logits: Any, labels: Any) -> Any:
+        import torch.nn.functional as F
+
+        logits = logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORED,
+                               reduction="sum")  # fmt: skip
+
+    def loss_items(self, batch: dict) -> int:
+        """The labelled tokens."""
+        return int((batch["labels"] != IGNORED).sum())
+
+    # ---- Metrics
+
+    def eval_outputs(self, logits: Any) -> np.ndarray | None:
+        """Each sentence's predicted tag ids (its padded row)."""
+        return rows_of(logits.argmax(dim=-1).cpu().numpy())
+
+    def eval_labels(self, labels: Any) -> np.ndarray:
+        return rows_of(labels.cpu().numpy())
+
+    def metrics(self, names: tuple[str, ...], loss: float, outputs: np.ndarray | None, labels: np.ndarray | None,
+                label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
+        assert outputs is not None and labels is not None and label_names is not None
+        true, predicted = [], []
+        for output, label in zip(outputs, labels):
+            kept = label != IGNORED
+            true.append([label_names[i] for i in label[kept]])
+            predicted.append([label_names[i] for i in output[kept]])
+        scores = entity_scores(true, predicted)
+        return {name: scores[name] for name in names}
+
+    # ---- Prediction
+
+    def check_predicts(self) -> None:
+        raise ConfigError(
+            "predict classifies whole texts; this folder holds a token-classification (NER) model: load it with "
+            "transformers' AutoModelForTokenClassification or pipeline('token-classification', model=...)"
+        )
+
+    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
+        self.check_predicts()
+        return []  # pragma: no cover - check_predicts raised
+
+
+def lists(values: Any, name: str, role: str, source: Any) -> Any:
+    """A column of one list per sentence (no sentence missing), as one ListArray."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
+        raise DataError(
+            f"{role} column {name!r} of {source} holds {values.type}, not a list of {role} per sentence (token "
+            "classification reads sentences split into words, with one tag per word)"
+        )
+    if values.null_count:
+        raise DataError(
+            f"{role} column {name!r} is empty or missing in {source.where(first_row(pc.is_null(values)))}: fill it "
+            "in or remove the sentence"
+        )
+    values = values.combine_chunks()
+    return values.cast(pa.list_(values.type.value_type)) if pa.types.is_large_list(values.type) else values
+
+
+def tag_order(tags: set[str]) -> list[str]:
+    """The label set found in training data: O first, then by entity type (B- before I-): CoNLL-2003 gives O,
+    B-LOC, I-LOC, B-MISC, I-MISC, B-ORG, I-ORG, B-PER, I-PER."""
+    prefixes = {"B": 0, "I": 1, "E": 2, "S": 3}
+
+    def key(tag: str) -> tuple:
+        if tag == "O":
+            return (0, "", 0, tag)
+        prefix, _, kind = tag.partition("-")
+        return (1, kind, prefixes.get(prefix, 4), tag) if kind else (1, tag, 5, tag)
+
+    return sorted(tags, key=key)
+
+
+def inside_ids(label_names: list[str]) -> list[int]:
+    """For each tag id, the id a word's later sub-tokens get with --label-all-tokens: I-X for B-X (when the label
+    set has I-X), the tag itself otherwise (transformers' run_ner ``b_to_i_label``)."""
+    index = {name: i for i, name in enumerate(label_names)}
+    return [index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)]
+
+
+def align_labels(word_ids: list[int | None], labels: list[int], inside: list[int], label_all: bool) -> list[int]:
+    """One label per sub-token: the word's label on its first sub-token; on the others -100 (``inside[word]`` with
+    ``label_all``); -100 on special tokens (word id None)."""
+    aligned, previous = [], None
+    for word in word_ids:
+        if word is None:
+            aligned.append(IGNORED)
+        elif word != previous:
+            aligned.append(labels[word])
+        else:
+            aligned.append(inside[word] if label_all else IGNORED)
+        previous = word
+    return aligned
+
+
+def rows_of(matrix: np.ndarray) -> np.ndarray:
+    """A (batch, length) matrix as a 1-D object array of its rows (batches of different lengths concatenate)."""
+    rows = np.empty(len(matrix), dtype=object)
+    for i, row in enumerate(matrix):
+        rows[i] = row
+    return rows
+
+
+class SentenceBatches:
+    """Training batches of encoded sentences: a new order each epoch (seed, epoch), sentences of similar length
+    batched together when ``bucketed`` (sorted within windows of 50 batches, the batches then shuffled), this rank's
+    share (every ``world``-th batch). Resumable: ``state_dict`` is the position after the last batch yielded."""
+
+    WINDOW_BATCHES = 50
+
+    def __init__(self, encoded: Any, collate: Callable[[Any], dict], batch_size: int, seed: int, bucketed: bool,
+                 rank: int = 0, world: int = 1) -> None:  # fmt: skip
+        import pyarrow.compute as pc
+
+        self.encoded, self.collate = encoded, collate
+        self.batch_size, self.seed, self.bucketed = batch_size, seed, bucketed
+        self.rank, self.world = rank, world
+        self.lengths = pc.list_value_length(encoded.column("input_ids")).to_numpy(zero_copy_only=False)
+        self._epoch, self._position, self._resume = 0, (0, 0), None
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        if self.bucketed:
+            window = self.batch_size * self.WINDOW_BATCHES
+            order = np.concatenate([
+                chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                for chunk in (order[i : i + window] for i in range(0, len(order), window))
+            ])  # fmt: skip
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.bucketed:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches[self.rank :: self.world]
+
+    def count_batches(self, epoch: int) -> int:
+        return len(self.plan(epoch))
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+        if self._resume is None or self._resume[0] < self._epoch:
+            self._position = (self._epoch, 0)
+
+    def __iter__(self) -> Iterator[dict]:
+        epoch, start = self._epoch, 0
+        if self._resume is not None and self._resume[0] >= epoch:
+            if self._resume[0] > epoch:
+                return
+            start = self._resume[1]
+        for number, indices in enumerate(self.plan(epoch)[start:], start + 1):
+            self._position, self._resume = (epoch, number), None
+            yield self.collate(self.encoded.take(indices))
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batch = self._resume if self._resume is not None else self._position
+        return {"kind": "sentence-batches", "epoch": epoch, "batch": batch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ...errors import StateDictError
+
+        if not isinstance(state, dict) or state.get("kind") != "sentence-batches":
+            raise StateDictError("not a token-classification loader state")
+        self._resume = (int(state["epoch"]), int(state["batch"]))
