@@ -293,3 +293,18 @@ def test_errors_name_the_file_and_line(tmp_path):
     conll.write_text("Paris B-LOC\nis O\n\nBob\n")
     with pytest.raises(DataError, match=r"bad\.conll' line 4: 'Bob' has no tag"):
         _load(tmp_path, conll)
+
+
+def test_stop_and_resume_gives_the_uninterrupted_run(tmp_path):
+    pytest.importorskip("peft")
+    import ferrotune
+
+    require_minilm_dir()
+    whole = ferrotune.train(_config(tmp_path / "a", max_eval_examples=16))
+    ferrotune.train(_config(tmp_path / "b", max_eval_examples=16, stop_after_steps=2))
+    resumed = ferrotune.train(_config(tmp_path / "b", max_eval_examples=16, resume="latest"))
+    assert resumed.status == "finished" and resumed.steps == whole.steps == 4
+    assert [r["loss"] for r in records(tmp_path / "b" / "run", "train")] == [
+        r["loss"] for r in records(tmp_path / "a" / "run", "train")
+    ]
+    assert resumed.eval_metrics == whole.eval_metrics
