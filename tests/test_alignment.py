@@ -431,3 +431,90 @@ def test_alignment_is_lazy_and_pickles(minilm_pair):
         padded.sequence_ids(0)
     with pytest.raises(IndexError):
         out.word_ids(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Word and sequence ids from the native encoders (the direct path: no offsets, no overflow windows)
+
+NATIVE_CASES = {
+    "plain": {},
+    "no-specials": {"add_special_tokens": False},
+    "truncate": {"truncation": True, "max_length": 9},
+    "truncate-left": {"truncation": True, "max_length": 9, "truncation_side": "left"},
+    "pad-left-max": {"padding": "max_length", "max_length": 40, "truncation": True, "padding_side": "left"},
+    "no-specials-truncate": {"add_special_tokens": False, "truncation": True, "max_length": 5, "padding": True},
+}
+
+
+def _with_options(ft, hf, options, call):
+    """Calls ``call(kwargs)`` with ``truncation_side`` (a tokenizer attribute) set on both tokenizers."""
+    kwargs = dict(options)
+    side = kwargs.pop("truncation_side", None)
+    saved = ft.truncation_side, hf.truncation_side
+    if side is not None:
+        ft.truncation_side = hf.truncation_side = side
+    try:
+        return call(kwargs)
+    finally:
+        ft.truncation_side, hf.truncation_side = saved
+
+
+@pytest.mark.parametrize("case", sorted(NATIVE_CASES))
+def test_native_alignment_singles_and_pairs(family, case):
+    """Every alignment method on texts (with an added special token and non-ASCII) and pairs, on the path
+    that takes word ids from the native encoder."""
+    ft, hf = family
+    assert ft.encoder in ("fast-wordpiece", "fast-bpe")
+    firsts, seconds = mrpc_pairs(12)
+    special = hf.all_special_tokens[0]
+    firsts = [*firsts, f"Zürich {special} naïve café", "", "a"]
+    seconds = [*seconds, "straße déjà-vu", "b", ""]
+
+    def check(kwargs):
+        ft_out, hf_out = compare_call(ft, hf, firsts, **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=False)
+        if kwargs.get("truncation") and not kwargs.get("add_special_tokens", True):
+            kwargs = {**kwargs, "truncation": "only_second", "max_length": 64}
+        ft_out, hf_out = compare_call(ft, hf, firsts, seconds, **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=True)
+        ft_out, hf_out = compare_call(ft, hf, firsts[-3], seconds[-3], **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=True)
+
+    _with_options(ft, hf, NATIVE_CASES[case], check)
+
+
+@pytest.mark.parametrize("case", sorted(NATIVE_CASES))
+def test_native_alignment_split_words(family, case):
+    ft, hf = family
+    sentences = conll_sentences(16)
+
+    def check(kwargs):
+        ft_out, hf_out = compare_call(ft, hf, sentences, is_split_into_words=True, **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=False)
+        ft_out, hf_out = compare_call(ft, hf, sentences[:8], sentences[8:], is_split_into_words=True, **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=True)
+        ft_out, hf_out = compare_call(ft, hf, sentences[0], is_split_into_words=True, **kwargs)
+        assert_same_alignment(ft_out, hf_out, pairs=False)
+
+    _with_options(ft, hf, NATIVE_CASES[case], check)
+
+
+def test_native_word_ids_equal_the_general_engine(minilm_dir):
+    """On 500 CoNLL sentences (split words and joined texts, singles and pairs): the word and sequence ids of
+    the native path equal the tokenizers crate's (engine="general")."""
+    fast = ferrotune.Tokenizer.from_pretrained(minilm_dir)
+    general = ferrotune.Tokenizer.from_pretrained(minilm_dir, engine="general")
+    sentences = conll_sentences(500)
+    texts = [" ".join(words) for words in sentences]
+    calls = [
+        ((sentences,), {"is_split_into_words": True, "truncation": True, "max_length": 24}),
+        ((sentences[:250], sentences[250:]), {"is_split_into_words": True, "padding": True}),
+        ((texts,), {}),
+        ((texts[:250], texts[250:]), {"truncation": True, "max_length": 40, "padding_side": "left", "padding": True}),
+    ]
+    for args, kwargs in calls:
+        a, b = fast(*args, **kwargs), general(*args, **kwargs)
+        for row in range(len(a["input_ids"])):
+            assert a.word_ids(row) == b.word_ids(row), (kwargs, row)
+            assert a.sequence_ids(row) == b.sequence_ids(row), (kwargs, row)
+            assert a.tokens(row) == b.tokens(row), (kwargs, row)

@@ -44,24 +44,61 @@ class TokenSpan(NamedTuple):
 class Alignment:
     """Per row (overflow windows are rows) of an encoded batch: the word index, sequence index, token
     string and character offsets of every token, ``None`` for special tokens and padding, as transformers'
-    fast ``Encoding`` holds them. ``ranges``: per row, how many sequence ranges its ``Encoding`` records (0
-    when none, where the crate counts every token as sequence 0 although ``sequence_ids`` are all None)."""
+    fast ``Encoding`` holds them (``tokens`` and ``offsets`` are None until a method first needs them).
+    ``ranges``: per row, how many sequence ranges its ``Encoding`` records (0 when none, where the crate
+    counts every token as sequence 0 although ``sequence_ids`` are all None).
 
-    __slots__ = ("word_ids", "sequence_ids", "tokens", "offsets", "ranges")
+    Word and sequence ids arrive as flat int64 arrays (-1 for None) with the row boundaries; each is turned
+    into Python lists (one conversion for the whole batch, each row a slice) when first read."""
+
+    __slots__ = ("_arrays", "_lists", "bounds", "tokens", "offsets", "ranges")
 
     def __init__(
         self,
-        word_ids: list[list[int | None]],
-        sequence_ids: list[list[int | None]],
-        tokens: list[list[str]],
-        offsets: list[list[tuple[int, int]]],
+        word_ids: np.ndarray,
+        sequence_ids: np.ndarray,
+        bounds: list[int],
+        tokens: list[list[str]] | None,
+        offsets: list[list[tuple[int, int]]] | None,
         ranges: list[int],
     ) -> None:
-        self.word_ids = word_ids
-        self.sequence_ids = sequence_ids
+        self._arrays = {"word_ids": word_ids, "sequence_ids": sequence_ids}
+        self._lists: dict[str, list[list[int | None]]] = {}
+        self.bounds = bounds
         self.tokens = tokens
         self.offsets = offsets
         self.ranges = ranges
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _rows(self, name: str) -> list[list[int | None]]:
+        rows = self._lists.get(name)
+        if rows is None:
+            values = self._arrays[name]
+            # -1 (no word / sequence) becomes None in one vectorised pass, then one tolist for the batch
+            objects = values.astype(object)
+            objects[values < 0] = None
+            flat = objects.tolist()
+            bounds = self.bounds
+            rows = self._lists[name] = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return rows
+
+    @property
+    def word_ids(self) -> list[list[int | None]]:
+        return self._rows("word_ids")
+
+    @property
+    def sequence_ids(self) -> list[list[int | None]]:
+        return self._rows("sequence_ids")
+
+    @property
+    def rows(self) -> int:
+        return len(self.bounds) - 1
 
     def sequence_range(self, row: int, sequence: int) -> range:
         """The tokens of sequence ``sequence`` in ``row``: the tokenizers crate's ``sequence_range``
@@ -125,9 +162,11 @@ class BatchEncoding(UserDict):
             raise AttributeError(item) from None
 
     def __getstate__(self) -> dict[str, Any]:
-        # Computed alignment data travels; the means to compute it (the tokenizer) does not.
+        # Computed alignment data travels (with its token strings); the means to compute it (the tokenizer)
+        # does not.
         state: dict[str, Any] = {"data": self.data}
         if self._alignment is not None:
+            self._aligned("pickle", tokens=True, offsets=True)
             state["alignment"] = self._alignment
         return state
 
@@ -139,36 +178,48 @@ class BatchEncoding(UserDict):
     # ----------------------------------------------------------------------------------------------
     # Alignment (transformers' fast BatchEncoding methods)
 
-    def _aligned(self, method: str) -> Alignment:
+    def _aligned(self, method: str, *, tokens: bool = False, offsets: bool = False) -> Alignment:
+        """The alignment data (word and sequence ids), with token strings and character offsets when asked
+        for: each part computed by the tokenizer on the first call that needs it."""
         alignment = self._alignment
+        if alignment is not None and (alignment.tokens is not None or not tokens):
+            if alignment.offsets is not None or not offsets:
+                return alignment
+        source = self._alignment_source
+        if source is None:
+            if alignment is not None:  # unpickled: everything computed travelled with it
+                return alignment
+            raise InvalidArgumentError(_NOT_AVAILABLE.format(method=method))
+        tokenizer, call = source
         if alignment is None:
-            source = self._alignment_source
-            if source is None:
-                raise InvalidArgumentError(_NOT_AVAILABLE.format(method=method))
-            tokenizer, call = source
             alignment = self._alignment = tokenizer._compute_alignment(call)
-            self._alignment_source = None
+        if tokens and alignment.tokens is None:
+            alignment.tokens = tokenizer._compute_tokens(call)
+        if offsets and alignment.offsets is None:
+            alignment.offsets = tokenizer._compute_offsets(call)
         return alignment
 
     def _row(self, alignment: Alignment, batch_index: int) -> int:
-        rows = len(alignment.word_ids)
+        rows = alignment.rows
         if batch_index < 0:
             batch_index += rows
         if not 0 <= batch_index < rows:
             raise IndexError(f"batch_index {batch_index} is out of range: the batch has {rows} rows")
         return batch_index
 
-    def _resolve(self, method: str, first: int, second: int | None) -> tuple[Alignment, int, int]:
+    def _resolve(
+        self, method: str, first: int, second: int | None, *, offsets: bool = False
+    ) -> tuple[Alignment, int, int]:
         """``(batch_index, index)`` from transformers' ``(batch_or_index, index=None)`` calling convention."""
-        alignment = self._aligned(method)
+        alignment = self._aligned(method, offsets=offsets)
         batch_index, index = (0, first) if second is None else (first, second)
         row = self._row(alignment, batch_index)
         return alignment, row, index
 
     def tokens(self, batch_index: int = 0) -> list[str]:
         """The token strings of row ``batch_index`` (padding gives the pad token)."""
-        alignment = self._aligned("tokens")
-        return list(alignment.tokens[self._row(alignment, batch_index)])
+        alignment = self._aligned("tokens", tokens=True)
+        return list(alignment.tokens[self._row(alignment, batch_index)])  # type: ignore[index]
 
     def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
         """The sequence (0 or 1 for a pair) of each token of row ``batch_index``; None for special tokens
@@ -232,7 +283,7 @@ class BatchEncoding(UserDict):
     def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
         """The characters ``[start, end)`` of a token in its original string (its word, with
         ``is_split_into_words=True``), or None for special tokens and padding."""
-        alignment, row, token = self._resolve("token_to_chars", batch_or_token_index, token_index)
+        alignment, row, token = self._resolve("token_to_chars", batch_or_token_index, token_index, offsets=True)
         if token < 0:
             token += len(alignment.offsets[row])
         if alignment.token_sequence(row, token) is None:
@@ -244,7 +295,7 @@ class BatchEncoding(UserDict):
         self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
     ) -> int | None:
         """The token holding character ``char_index`` of sequence ``sequence_index``, or None."""
-        alignment, row, char = self._resolve("char_to_token", batch_or_char_index, char_index)
+        alignment, row, char = self._resolve("char_to_token", batch_or_char_index, char_index, offsets=True)
         return self._char_token(alignment, row, char, sequence_index)
 
     @staticmethod
@@ -260,7 +311,7 @@ class BatchEncoding(UserDict):
         self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
     ) -> CharSpan | None:
         """The characters ``[start, end)`` of a word of sequence ``sequence_index``, or None."""
-        alignment, row, word = self._resolve("word_to_chars", batch_or_word_index, word_index)
+        alignment, row, word = self._resolve("word_to_chars", batch_or_word_index, word_index, offsets=True)
         span = self._word_tokens(alignment, row, word, sequence_index)
         if span is None or span.end == 0:
             return None
@@ -271,7 +322,7 @@ class BatchEncoding(UserDict):
         self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
     ) -> int | None:
         """The word holding character ``char_index`` of sequence ``sequence_index``, or None."""
-        alignment, row, char = self._resolve("char_to_word", batch_or_char_index, char_index)
+        alignment, row, char = self._resolve("char_to_word", batch_or_char_index, char_index, offsets=True)
         token = self._char_token(alignment, row, char, sequence_index)
         if token is None or alignment.token_sequence(row, token) is None:
             return None

@@ -810,28 +810,50 @@ class Tokenizer:
         self.deprecation_warnings[_TOO_LONG_KEY] = True
 
     def _compute_alignment(self, call: dict[str, Any]) -> Alignment:
-        """The alignment data of the rows a call with ``call``'s core arguments produced."""
+        """The alignment data of the rows a call with ``call``'s core arguments produced: word and sequence
+        ids (from the native encoder where the pipeline has one, with no ``Encoding`` built unless the call
+        has overflow windows), as arrays the ``Alignment`` converts to lists when first read. Offsets and token
+        strings are left to :meth:`_compute_offsets` and :meth:`_compute_tokens`, asked for when needed."""
+        raw = self._core.encode_batch(
+            **call,
+            return_token_type_ids=False,
+            return_attention_mask=False,
+            return_alignment=True,
+        )
+        return Alignment(
+            word_ids=raw["_word_ids"],
+            sequence_ids=raw["_sequence_ids"],
+            bounds=raw["_starts"].tolist(),
+            tokens=None,
+            offsets=None,
+            ranges=raw["_sequence_ranges"].tolist(),
+        )
+
+    def _compute_offsets(self, call: dict[str, Any]) -> list[list[tuple[int, int]]]:
+        """The character offsets of the rows a call with ``call``'s core arguments produced, as tuples."""
         raw = self._core.encode_batch(
             **call,
             return_token_type_ids=False,
             return_attention_mask=False,
             return_offsets_mapping=True,
-            return_alignment=True,
         )
-        starts, width = raw["_starts"], raw["_width"]
+        bounds = raw["_starts"].tolist()
+        offsets = raw["offset_mapping"]
+        flat = list(zip(offsets[0::2].tolist(), offsets[1::2].tolist()))
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-        def rows(values: np.ndarray) -> list[list[int | None]]:
-            return [[None if v < 0 else v for v in row] for row in Column(values, starts, width).to_lists()]
-
-        bounds = starts.tolist()
+    def _compute_tokens(self, call: dict[str, Any]) -> list[list[str]]:
+        """The token strings of the rows a call with ``call``'s core arguments produced (the tokenizers
+        crate's encoding: the native encoders do not keep them), asked for only by ``tokens()``."""
+        raw = self._core.encode_batch(
+            **call,
+            return_token_type_ids=False,
+            return_attention_mask=False,
+            return_tokens=True,
+        )
+        bounds = raw["_starts"].tolist()
         tokens = raw["_tokens"]
-        return Alignment(
-            word_ids=rows(raw["_word_ids"]),
-            sequence_ids=rows(raw["_sequence_ids"]),
-            tokens=[tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
-            offsets=Column(raw["offset_mapping"], starts, width, pair=True).to_lists(),
-            ranges=raw["_sequence_ranges"].tolist(),
-        )
+        return [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     # ----------------------------------------------------------------------------------------------
     # Padding of already-tokenized inputs

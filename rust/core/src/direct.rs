@@ -158,6 +158,29 @@ pub struct DirectRow {
     pub type_ids: Vec<u32>,
     pub special_tokens_mask: Vec<u32>,
     pub attention_mask: Vec<u32>,
+    /// With word ids given to [`build_row`]: the word of each token (None for special tokens).
+    pub word_ids: Vec<Option<u32>>,
+    /// With word ids given to [`build_row`]: the sequence of each token (None for special tokens).
+    pub sequence_ids: Vec<Option<usize>>,
+    /// The number of sequences (1, or 2 for a pair): each has a range in the `Encoding`, empty or not.
+    pub sequences: usize,
+}
+
+/// The word ids of the sequences of an example, laid out as their ids (before truncation).
+pub struct Words {
+    pub first: Vec<u32>,
+    pub second: Option<Vec<u32>>,
+}
+
+/// Cuts `words` as truncation cut the ids they belong to down to `kept` tokens.
+fn cut_words(words: &mut Vec<u32>, kept: usize, side: Side) {
+    let cut = words.len().saturating_sub(kept);
+    match side {
+        Side::Right => words.truncate(kept),
+        Side::Left => {
+            words.drain(..cut);
+        }
+    }
 }
 
 /// `Encoding::truncate` of tokenizers 0.23 on ids, without the overflow windows nobody asked for
@@ -257,6 +280,7 @@ pub fn build_row(
     mut second: Option<Vec<u32>>,
     truncation: Option<&Truncation>,
     add_special_tokens: bool,
+    mut words: Option<Words>,
 ) -> Result<DirectRow> {
     let is_pair = second.is_some();
     if let Some(truncation) = truncation {
@@ -267,8 +291,17 @@ pub fn build_row(
         };
         let max_length = truncation.max_length.saturating_sub(added);
         truncate(&mut first, second.as_mut(), max_length, truncation)?;
+        if let Some(words) = &mut words {
+            cut_words(&mut words.first, first.len(), truncation.side);
+            if let (Some(kept), Some(second_words)) = (&second, &mut words.second) {
+                cut_words(second_words, kept.len(), truncation.side);
+            }
+        }
     }
-    let mut row = DirectRow::default();
+    let mut row = DirectRow {
+        sequences: if is_pair { 2 } else { 1 },
+        ..DirectRow::default()
+    };
     let capacity = first.len() + second.as_ref().map_or(0, Vec::len) + 4;
     row.ids.reserve(capacity);
     row.type_ids.reserve(capacity);
@@ -281,6 +314,10 @@ pub fn build_row(
             } => {
                 row.ids.extend_from_slice(&first);
                 row.type_ids.resize(row.ids.len(), *type_id);
+                if let Some(words) = &words {
+                    row.word_ids.extend(words.first.iter().map(|&w| Some(w)));
+                    row.sequence_ids.resize(row.ids.len(), Some(0));
+                }
             }
             Piece::Sequence {
                 second: true,
@@ -289,6 +326,10 @@ pub fn build_row(
                 if let Some(second) = &second {
                     row.ids.extend_from_slice(second);
                     row.type_ids.resize(row.ids.len(), *type_id);
+                    if let Some(second_words) = words.as_ref().and_then(|w| w.second.as_ref()) {
+                        row.word_ids.extend(second_words.iter().map(|&w| Some(w)));
+                        row.sequence_ids.resize(row.ids.len(), Some(1));
+                    }
                 }
             }
             Piece::Special { ids, type_id } => {
@@ -297,6 +338,10 @@ pub fn build_row(
                     row.ids.extend_from_slice(ids);
                     row.type_ids.resize(row.ids.len(), *type_id);
                     row.special_tokens_mask.resize(row.ids.len(), 1);
+                    if words.is_some() {
+                        row.word_ids.resize(row.ids.len(), None);
+                        row.sequence_ids.resize(row.ids.len(), None);
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use tokenizers::utils::truncation::{
 use tokenizers::{EncodeInput, Encoding, InputSequence, PostProcessorWrapper, Tokenizer};
 
 use crate::buffers::{Ragged, Side};
-use crate::direct::{build_row, DirectRow, Template};
+use crate::direct::{build_row, DirectRow, Template, Words};
 use crate::error::{FerrotuneError, Result};
 use crate::fast_bpe::FastByteLevelBpe;
 use crate::fast_wordpiece::FastWordPiece;
@@ -36,10 +36,14 @@ pub struct OutputSelection {
     /// Emit every overflow window as a row of its own, with `overflow_to_sample_mapping`.
     pub overflowing: bool,
     pub length: bool,
-    /// Word ids, sequence ids and token strings of every row (`word_ids()`, `sequence_ids()`,
-    /// `tokens()` and the other alignment methods): computed on the general path, from the
-    /// tokenizers crate's `Encoding`, and only when asked for.
+    /// Word ids and sequence ids of every row (`word_ids()`, `sequence_ids()` and the other
+    /// alignment methods), only when asked for: from the native encoder's `Encoding` where the
+    /// pipeline has one (it records the word of every token where it splits words), from the
+    /// tokenizers crate's otherwise.
     pub alignment: bool,
+    /// The token strings of every row (`tokens()`): always the tokenizers crate's `Encoding` (the
+    /// native encoders leave token strings empty), so asked for apart from `alignment`.
+    pub tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +62,8 @@ pub struct EncodeRequest {
 trait Sequence: Sync {
     fn input(&self) -> InputSequence<'_>;
     fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>);
+    /// The ids and the word of each, as `fast_encoding` would report them.
+    fn fast_ids_words_into(&self, fast: &FastEncoder, ids: &mut Vec<u32>, words: &mut Vec<u32>);
     fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding;
 }
 
@@ -67,6 +73,9 @@ impl Sequence for String {
     }
     fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>) {
         fast.encode_ids_into(self, out);
+    }
+    fn fast_ids_words_into(&self, fast: &FastEncoder, ids: &mut Vec<u32>, words: &mut Vec<u32>) {
+        fast.encode_ids_words_into(self, ids, words);
     }
     fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding {
         fast.encode(self, char_offsets)
@@ -80,6 +89,13 @@ impl Sequence for Vec<String> {
     fn fast_ids_into(&self, fast: &FastEncoder, out: &mut Vec<u32>) {
         for word in self {
             fast.encode_ids_into(word, out);
+        }
+    }
+    fn fast_ids_words_into(&self, fast: &FastEncoder, ids: &mut Vec<u32>, words: &mut Vec<u32>) {
+        // Every token of given word `i` has word id `i`, as in `fast_encoding`.
+        for (index, word) in self.iter().enumerate() {
+            fast.encode_ids_into(word, ids);
+            words.resize(ids.len(), index as u32);
         }
     }
     fn fast_encoding(&self, fast: &FastEncoder, char_offsets: bool) -> Encoding {
@@ -118,7 +134,7 @@ pub struct EncodedBatch {
     pub word_ids: Option<Vec<i64>>,
     /// With [`OutputSelection::alignment`]: sequence index of each token (-1 for none).
     pub sequence_ids: Option<Vec<i64>>,
-    /// With [`OutputSelection::alignment`]: the token strings (padding gives `pad_token`).
+    /// With [`OutputSelection::tokens`]: the token strings (padding gives `pad_token`).
     pub tokens: Option<Vec<String>>,
     /// With [`OutputSelection::alignment`]: per row, how many sequence ranges its `Encoding`
     /// records (0 when none: a single sequence with no post-processor, where the crate's
@@ -172,6 +188,13 @@ impl FastEncoder {
         match self {
             FastEncoder::WordPiece(encoder) => encoder.encode(text, char_offsets),
             FastEncoder::ByteLevelBpe(encoder) => encoder.encode(text, char_offsets),
+        }
+    }
+
+    fn encode_ids_words_into(&self, text: &str, ids: &mut Vec<u32>, words: &mut Vec<u32>) {
+        match self {
+            FastEncoder::WordPiece(encoder) => encoder.encode_ids_words_into(text, ids, words),
+            FastEncoder::ByteLevelBpe(encoder) => encoder.encode_ids_words_into(text, ids, words),
         }
     }
 
@@ -403,7 +426,9 @@ impl Engine {
         self.check_truncation(request, pairs.is_some())?;
         if let (Some(fast), Some(template)) = (&self.fast, &self.template) {
             let outputs = request.outputs;
-            if !outputs.offsets && !outputs.overflowing && !outputs.alignment {
+            // Word and sequence ids come along on the direct path; offsets, overflow windows and
+            // token strings need `Encoding`s.
+            if !outputs.offsets && !outputs.overflowing && !outputs.tokens {
                 if let Some(truncation) = request.truncation {
                     // The crate's own checks of the setting (stride against the room left), so
                     // both paths refuse the same arguments with the same message.
@@ -430,7 +455,7 @@ impl Engine {
                         .collect(),
                 };
                 // Character offsets are what transformers reports; skip computing them when not asked for.
-                if request.outputs.offsets || request.outputs.alignment {
+                if request.outputs.offsets || request.outputs.alignment || request.outputs.tokens {
                     self.base
                         .encode_batch_char_offsets(inputs, request.add_special_tokens)
                 } else {
@@ -449,7 +474,7 @@ impl Engine {
             }
         }
         .map_err(tokenization_error)?;
-        let pad_token = match request.outputs.alignment {
+        let pad_token = match request.outputs.tokens {
             true => u32::try_from(request.pad_id)
                 .ok()
                 .and_then(|id| self.base.id_to_token(id))
@@ -466,8 +491,9 @@ impl Engine {
     /// at `max_length` while encoding, which ignores `stride` and loses overflow windows that
     /// transformers returns.
     ///
-    /// Alignment requests (word ids, token strings) take the crate's encoding of each sequence
-    /// even where a native encoder exists: the `Encoding` is then the crate's in every field.
+    /// Word and sequence ids come from the native encoder too (it numbers words as the crate's
+    /// pre-tokenizer does); token strings take the crate's encoding of each sequence even where a
+    /// native encoder exists: the `Encoding` is then the crate's in every field.
     fn encode_in_two_steps<S: Sequence>(
         &self,
         texts: &[S],
@@ -477,8 +503,8 @@ impl Engine {
     ) -> tokenizers::Result<Vec<Encoding>> {
         let outputs = request.outputs;
         let encode_one = |text: &S| match &self.fast {
-            Some(fast) if !outputs.alignment => Ok(text.fast_encoding(fast, outputs.offsets)),
-            _ if outputs.offsets || outputs.alignment => {
+            Some(fast) if !outputs.tokens => Ok(text.fast_encoding(fast, outputs.offsets)),
+            _ if outputs.offsets || outputs.alignment || outputs.tokens => {
                 self.plain.encode_char_offsets(text.input(), false)
             }
             _ => self.plain.encode_fast(text.input(), false),
@@ -572,10 +598,28 @@ fn encode_direct<S: Sequence>(
         .into_maybe_par_iter()
         .map(|i| {
             let mut first = Vec::new();
-            texts[i].fast_ids_into(fast, &mut first);
+            let words = if request.outputs.alignment {
+                let mut words = Words {
+                    first: Vec::new(),
+                    second: None,
+                };
+                texts[i].fast_ids_words_into(fast, &mut first, &mut words.first);
+                Some(words)
+            } else {
+                texts[i].fast_ids_into(fast, &mut first);
+                None
+            };
+            let mut words = words;
             let second = pairs.map(|pairs| {
                 let mut second = Vec::new();
-                pairs[i].fast_ids_into(fast, &mut second);
+                match &mut words {
+                    Some(words) => {
+                        let mut second_words = Vec::new();
+                        pairs[i].fast_ids_words_into(fast, &mut second, &mut second_words);
+                        words.second = Some(second_words);
+                    }
+                    None => pairs[i].fast_ids_into(fast, &mut second),
+                }
                 second
             });
             build_row(
@@ -584,6 +628,7 @@ fn encode_direct<S: Sequence>(
                 second,
                 request.truncation.as_ref(),
                 request.add_special_tokens,
+                words,
             )
         })
         .collect()
@@ -663,13 +708,15 @@ impl TokenRow for DirectRow {
         &[]
     }
     fn word_ids(&self) -> &[Option<u32>] {
-        &[]
+        &self.word_ids
     }
     fn sequence_ids(&self) -> Vec<Option<usize>> {
-        Vec::new()
+        self.sequence_ids.clone()
     }
     fn sequence_ranges(&self) -> usize {
-        0
+        // The template is the tokenizer's post-processor, which gives every sequence a range (as
+        // `PostProcessor::process` does) whether or not special tokens are added.
+        self.sequences
     }
     fn tokens(&self) -> &[String] {
         &[]
@@ -740,7 +787,7 @@ impl<T: Sync, V: OutputValue> RowSource for RowsOf<'_, T, V> {
 
 /// Flattens encodings (and their overflow windows when requested) into padded contiguous buffers.
 ///
-/// `pad_token` is the token string of padding positions when alignment is requested.
+/// `pad_token` is the token string of padding positions when token strings are requested.
 fn assemble<T: TokenRow>(
     encodings: &[T],
     request: &EncodeRequest,
@@ -807,7 +854,7 @@ fn assemble<T: TokenRow>(
             .map(|row| row.sequence_ranges() as i64)
             .collect()
     });
-    let (word_ids, sequence_ids, tokens) = if outputs.alignment {
+    let (word_ids, sequence_ids) = if outputs.alignment {
         let column = RowsOf {
             rows: &rows,
             values: T::word_ids,
@@ -825,11 +872,13 @@ fn assemble<T: TokenRow>(
             .collect();
         let sequence_ids =
             pad_rows("", &Ragged::from_rows(&sequence_rows), width, -1, spec.side).values;
-        let tokens = pad_tokens(&rows, &starts, pad_token, spec.side);
-        (Some(word_ids), Some(sequence_ids), Some(tokens))
+        (Some(word_ids), Some(sequence_ids))
     } else {
-        (None, None, None)
+        (None, None)
     };
+    let tokens = outputs
+        .tokens
+        .then(|| pad_tokens(&rows, &starts, pad_token, spec.side));
     EncodedBatch {
         starts,
         uniform_width,

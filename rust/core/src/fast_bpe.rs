@@ -295,6 +295,21 @@ impl TokenSink for IdSink<'_> {
     }
 }
 
+/// Ids and the word of each (`Encoding::get_word_ids`), no offsets: the direct path's alignment.
+struct WordSink<'a> {
+    ids: &'a mut Vec<u32>,
+    words: &'a mut Vec<u32>,
+}
+
+impl TokenSink for WordSink<'_> {
+    const WANTS_OFFSETS: bool = false;
+    #[inline]
+    fn push(&mut self, id: u32, _span: Span, word: u32) {
+        self.ids.push(id);
+        self.words.push(word);
+    }
+}
+
 #[derive(Default)]
 struct FullSink {
     ids: Vec<u32>,
@@ -573,6 +588,12 @@ impl FastByteLevelBpe {
     /// The ids only, appended to `out`: the hot path, no `Encoding` built.
     pub fn encode_ids_into(&self, text: &str, out: &mut Vec<u32>) {
         self.encode_into(text, &mut IdSink(out));
+    }
+
+    /// The ids appended to `ids` and the word of each (what `encode` reports as word ids) to
+    /// `words`, with no `Encoding` built.
+    pub fn encode_ids_words_into(&self, text: &str, ids: &mut Vec<u32>, words: &mut Vec<u32>) {
+        self.encode_into(text, &mut WordSink { ids, words });
     }
 
     fn encode_into<S: TokenSink>(&self, text: &str, sink: &mut S) {

@@ -352,14 +352,15 @@ impl PyTokenizer {
     /// Encodes a batch; returns a dict of flat int64 arrays plus `_starts` (row boundaries) and
     /// `_width` (the common row length, or None when rows differ). With `is_split_into_words`, each
     /// example is a list of words. With `return_alignment`, also `_word_ids` and `_sequence_ids`
-    /// (int64, -1 for none) and `_tokens` (a list of str), laid out as `input_ids`, and
-    /// `_sequence_ranges` (per row: the number of sequence ranges of its `Encoding`).
+    /// (int64, -1 for none), laid out as `input_ids`, and `_sequence_ranges` (per row: the number
+    /// of sequence ranges of its `Encoding`); with `return_tokens`, `_tokens` (a list of str laid
+    /// out as `input_ids`).
     #[pyo3(signature = (
         texts, pairs=None, *, add_special_tokens=true, truncation=None, padding="do_not_pad", padding_length=None,
         pad_to_multiple_of=None, padding_side="right", pad_id=0, pad_type_id=0, return_token_type_ids=true,
         return_attention_mask=true, return_special_tokens_mask=false, return_offsets_mapping=false,
         return_overflowing_tokens=false, return_length=false, is_split_into_words=false,
-        return_alignment=false
+        return_alignment=false, return_tokens=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode_batch<'py>(
@@ -383,6 +384,7 @@ impl PyTokenizer {
         return_length: bool,
         is_split_into_words: bool,
         return_alignment: bool,
+        return_tokens: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         enum Inputs {
             Texts(Vec<String>, Option<Vec<String>>),
@@ -431,6 +433,7 @@ impl PyTokenizer {
                     overflowing: return_overflowing_tokens,
                     length: return_length,
                     alignment: return_alignment,
+                    tokens: return_tokens,
                 },
             };
             let engine = Arc::clone(&self.engine);
