@@ -195,7 +195,6 @@ def test_train_conll_with_lora_writes_entity_f1_and_a_loadable_model(tmp_path):
     pytest.importorskip("peft")
     import ferrotune
     import torch
-    from ferrotune.cli import main
     from peft import PeftModel
     from transformers import AutoModelForTokenClassification
 
@@ -215,9 +214,6 @@ def test_train_conll_with_lora_writes_entity_f1_and_a_loadable_model(tmp_path):
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (1, len(batch["input_ids"][0]), 9)
-
-    # predict refuses the task clearly (no model is loaded).
-    assert main(["predict", str(tmp_path / "run")]) == 2
 
 
 def test_label_all_tokens_only_for_token_classification(tmp_path):
@@ -308,3 +304,67 @@ def test_stop_and_resume_gives_the_uninterrupted_run(tmp_path):
         r["loss"] for r in records(tmp_path / "a" / "run", "train")
     ]
     assert resumed.eval_metrics == whole.eval_metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# ferrotune predict: the entities of pipeline("ner", aggregation_strategy="simple")
+
+PREDICT_TEXTS = [
+    "EU rejects German call to boycott British lamb.",
+    "Peter Blackburn met Werner Zwingmann in Brussels on Thursday 🙂 and flew to New York.",
+    "",
+    "no entities here at all",
+    'José Ángel of Real Madrid C.F. said: "Dvořák\'s 9th!" — in São Paulo, 2024.',
+]
+
+
+def test_predict_equals_the_ner_pipeline(tmp_path):
+    import ferrotune
+    import numpy as np
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    require_minilm_dir()
+    # A full fine-tune (its folder loads in transformers directly), few steps: its tags are mixed, so the grouping
+    # of B-/I- tags, "O" and entity types is exercised.
+    ferrotune.train(
+        _config(tmp_path, lora_r=0, max_train_examples=32, max_eval_examples=8, learning_rate=1e-4, label_names=HF_TAGS)
+    )
+    run = tmp_path / "run"
+    long_text = " ".join(["Angela Merkel visited Paris and London with the United Nations delegation ."] * 30)
+    texts = [*PREDICT_TEXTS, long_text]
+    found = ferrotune.predict(run, texts, max_length=64)
+    assert len(found) == len(texts) and any(found)
+
+    tokenizer = AutoTokenizer.from_pretrained(run)
+    tokenizer.model_max_length = 64
+    tagger = pipeline("token-classification", model=AutoModelForTokenClassification.from_pretrained(run),
+                      tokenizer=tokenizer, aggregation_strategy="simple", stride=16)  # fmt: skip
+    expected = [tagger(text) if text else [] for text in texts]
+    assert len(found[-1]) > 0  # entities are found past the first window of the long text
+    for ours, theirs in zip(found, expected):
+        assert [{k: v for k, v in e.items() if k != "score"} for e in ours] == [
+            {k: (int(v) if k in ("start", "end") else v) for k, v in e.items() if k != "score"} for e in theirs
+        ]
+        np.testing.assert_allclose([e["score"] for e in ours], [float(e["score"]) for e in theirs], rtol=1e-5)
+
+
+def test_predict_command_prints_entities(tmp_path, monkeypatch, capsys):
+    import io
+
+    import ferrotune
+    from ferrotune.cli import main
+
+    require_minilm_dir()
+    ferrotune.train(_config(tmp_path, max_train_examples=16, max_eval_examples=8, label_names=HF_TAGS))
+    monkeypatch.setattr("sys.stdin", io.StringIO("EU rejects German call .\nPeter went to Paris\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, ["EU rejects German call .", "Peter went to Paris"]):
+        for entity in json.loads(line):
+            assert set(entity) == {"entity_group", "score", "word", "start", "end"}
+            assert text[entity["start"] : entity["end"]].lower().replace(" ", "") == entity["word"].replace(" ", "")
+    # Pairs do not apply to tagging.
+    monkeypatch.setattr("sys.stdin", io.StringIO("EU rejects\tGerman call\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 2
+    assert "no text pairs" in capsys.readouterr().err

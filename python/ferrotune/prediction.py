@@ -1,8 +1,9 @@
-"""``ferrotune.predict``: classify texts (or pairs) with a folder written by ``ferrotune.train``.
+"""``ferrotune.predict``: run a folder written by ``ferrotune.train`` on texts (or pairs).
 
 The folder holds a LoRA adapter (loaded onto its base model with PEFT) or a full model; examples are batched by
-length (sorted, so almost nothing is padded) and the results come back in input order, shaped like
-transformers' ``pipeline("text-classification")``: ``[{"label": ..., "score": ...}, ...]``.
+length (sorted, so almost nothing is padded) and the results come back in input order, shaped as the task's
+transformers ``pipeline`` returns them: ``{"label": ..., "score": ...}`` per text for classification, a list of
+entities per text for token classification (the task decides: ``Task.predict``).
 """
 
 from __future__ import annotations
@@ -111,17 +112,21 @@ def predict_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str
 def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pairs: str | list[str] | None = None, *,
             batch_size: int = 64, max_length: int | None = None,
             base_model: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """Labels and scores for each text (or pair): ``[{"label": ..., "score": ...}]`` as ``pipeline`` returns.
+    """For each text (or pair), what the task's ``pipeline`` returns: ``{"label": ..., "score": ...}`` for
+    classification and regression; for token classification (NER) the list of entities of
+    ``pipeline("ner", aggregation_strategy="simple")`` (``entity_group``, ``score``, ``word``, ``start``, ``end``).
 
-    ``max_length`` defaults to the one the model was trained with."""
+    ``max_length`` defaults to the one the model was trained with (NER: texts longer than that are read in
+    overlapping windows, not cut)."""
     if isinstance(texts, str):
         texts = [texts]
     if isinstance(text_pairs, str):
         text_pairs = [text_pairs]
     model, tokenizer, task = load_trained(model_dir, base_model)
-    logits = predict_logits(model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs),
-                            batch_size=batch_size, max_length=max_length or task.get("max_length", 512))  # fmt: skip
-    return task_for(task["kind"]).predictions(logits, task["label_names"])
+    return task_for(task["kind"]).predict(
+        model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs), batch_size=batch_size,
+        max_length=max_length or task.get("max_length", 512), label_names=task["label_names"],
+    )  # fmt: skip
 
 
 def merge(model_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],

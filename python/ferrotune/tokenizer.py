@@ -400,6 +400,10 @@ class Tokenizer:
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._core.id_to_token(int(i)) for i in to_py_obj(ids) if int(i) not in skip]
 
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Tokens joined back into text by the tokenizer's decoder (transformers' fast tokenizers do the same)."""
+        return self._core.decode_tokens([str(token) for token in tokens])
+
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
         # Tokens are the vocabulary entries of the ids (the crate's fast path leaves token strings empty).
         ids = self(text, pair, add_special_tokens=add_special_tokens)["input_ids"]

@@ -558,6 +558,16 @@ impl Engine {
             .map_err(tokenization_error)
     }
 
+    /// Token strings joined by the tokenizer's decoder (`##` continuations, byte-level bytes, ...), as
+    /// transformers' `convert_tokens_to_string`; without a decoder, joined by spaces.
+    pub fn decode_tokens(&self, tokens: Vec<String>) -> Result<String> {
+        use tokenizers::tokenizer::Decoder;
+        match self.base.get_decoder() {
+            Some(decoder) => decoder.decode(tokens).map_err(tokenization_error),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
     pub fn decode_batch(
         &self,
         sequences: &[Vec<u32>],

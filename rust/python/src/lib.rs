@@ -491,6 +491,13 @@ impl PyTokenizer {
         })
     }
 
+    fn decode_tokens(&self, py: Python<'_>, tokens: Vec<String>) -> PyResult<String> {
+        guarded(py, || {
+            let engine = Arc::clone(&self.engine);
+            run_detached(py, move || engine.decode_tokens(tokens))
+        })
+    }
+
     #[pyo3(signature = (sequences, skip_special_tokens=false))]
     fn decode_batch(
         &self,

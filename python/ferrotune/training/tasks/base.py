@@ -155,6 +155,15 @@ class Task(ABC):
         if not self.predicts:
             raise ConfigError(f"predict cannot serve {self.kind} models")
 
+    def predict(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *, batch_size: int,
+                max_length: int | None, label_names: list[str] | None) -> list[Any]:  # fmt: skip
+        """One result per text (or pair), in input order, as the task's ``pipeline`` returns it (default: the
+        model's outputs of each whole text, turned into results by :meth:`predictions`)."""
+        from ...prediction import predict_logits
+
+        logits = predict_logits(model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length)
+        return self.predictions(logits, label_names)
+
     def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
         """Model outputs as ``pipeline`` returns them: ``[{"label": ..., "score": ...}, ...]``."""
         raise NotImplementedError

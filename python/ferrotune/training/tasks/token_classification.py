@@ -31,7 +31,6 @@ class TokenClassification(Task):
     peft_task_type = "TOKEN_CLS"
     pipeline_tag = "token-classification"
     labels_words = True
-    predicts = False
 
     def check_config(self, config: Any) -> None:
         super().check_config(config)
@@ -196,15 +195,13 @@ class TokenClassification(Task):
 
     # ---- Prediction
 
-    def check_predicts(self) -> None:
-        raise ConfigError(
-            "predict classifies whole texts; this folder holds a token-classification (NER) model: load it with "
-            "transformers' AutoModelForTokenClassification or pipeline('token-classification', model=...)"
-        )
-
-    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
-        self.check_predicts()
-        return []  # pragma: no cover - check_predicts raised
+    def predict(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *, batch_size: int,
+                max_length: int | None, label_names: list[str] | None) -> list[Any]:  # fmt: skip
+        """The entities of each text, as ``pipeline("ner", aggregation_strategy="simple")`` gives them."""
+        if pairs is not None:
+            raise ConfigError("token classification tags the words of one text: it takes no text pairs")
+        return tag_entities(model, tokenizer, texts, label_names or [], batch_size=batch_size,
+                            max_length=max_length or 512)  # fmt: skip
 
 
 def lists(values: Any, name: str, role: str, source: Any) -> Any:
@@ -329,3 +326,109 @@ class SentenceBatches:
         if not isinstance(state, dict) or state.get("kind") != "sentence-batches":
             raise StateDictError("not a token-classification loader state")
         self._resume = (int(state["epoch"]), int(state["batch"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction: transformers' TokenClassificationPipeline with aggregation_strategy="simple"
+
+
+def tag_entities(model: Any, tokenizer: Any, texts: list[str], label_names: list[str], *, batch_size: int = 64,
+                 max_length: int = 512, stride: int | None = None) -> list[list[dict[str, Any]]]:  # fmt: skip
+    """The entities of each text: ``[{"entity_group", "score", "word", "start", "end"}, ...]`` as
+    ``pipeline("token-classification", aggregation_strategy="simple")`` returns them (tags "O" left out).
+
+    A text longer than ``max_length`` tokens is read in windows that overlap by ``stride`` tokens (default: a
+    quarter of ``max_length``); entities found in several windows are merged as the pipeline does with its
+    ``stride`` option (the longest span wins, then the higher score), so nothing past the first window is lost."""
+    import torch
+
+    if stride is None:
+        stride = max_length // 4
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"text {i} is {type(text).__name__}, not a string")
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, stride=stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True,
+                        return_special_tokens_mask=True)  # fmt: skip
+    ids, windows_of = encoded["input_ids"], encoded["overflow_to_sample_mapping"]
+    model_keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded]
+    scores: list[np.ndarray | None] = [None] * len(ids)
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = tokenizer.pad([{key: encoded[key][i] for key in model_keys} for i in chosen], return_tensors="pt")
+            logits = model(**batch).logits.float().numpy()
+            for row, i in zip(logits, chosen):
+                row = row[: len(ids[i])] if tokenizer.padding_side == "right" else row[len(row) - len(ids[i]) :]
+                shifted = np.exp(row - row.max(axis=-1, keepdims=True))
+                scores[i] = shifted / shifted.sum(axis=-1, keepdims=True)
+    entities: list[list[dict[str, Any]]] = [[] for _ in texts]
+    windows = [0] * len(texts)
+    unknown = tokenizer.unk_token_id
+    for i, window_scores in enumerate(scores):
+        text = texts[windows_of[i]]
+        windows[windows_of[i]] += 1
+        tokens = []
+        special, offsets = encoded["special_tokens_mask"][i], encoded["offset_mapping"][i]
+        for position, token_id in enumerate(ids[i]):
+            if special[position]:
+                continue
+            token_scores = window_scores[position]
+            best = int(token_scores.argmax())
+            first, last = offsets[position]
+            word = text[first:last] if token_id == unknown else tokenizer.convert_ids_to_tokens(token_id)
+            tokens.append({"entity": label_names[best], "score": token_scores[best], "word": word, "start": first,
+                           "end": last})  # fmt: skip
+        found = [entity for entity in group_entities(tokens, tokenizer) if entity["entity_group"] != "O"]
+        entities[windows_of[i]].extend(found)
+    results = []
+    for found, count in zip(entities, windows):
+        found = merge_overlapping(found) if count > 1 else found
+        results.append([{**entity, "score": float(entity["score"])} for entity in found])
+    return results
+
+
+def entity_tag(name: str) -> tuple[str, str]:
+    """(B or I, entity type) of a tag; a tag without a B-/I- prefix continues (I) an entity of its own name."""
+    if name.startswith("B-"):
+        return "B", name[2:]
+    if name.startswith("I-"):
+        return "I", name[2:]
+    return "I", name
+
+
+def group_entities(tokens: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Adjacent tokens of one entity type (a B- tag starts a new one) as one entity: mean score, the tokens'
+    text, the first token's start and the last one's end."""
+    groups: list[list[dict[str, Any]]] = []
+    for token in tokens:
+        bi, kind = entity_tag(token["entity"])
+        if groups and bi != "B" and entity_tag(groups[-1][-1]["entity"])[1] == kind:
+            groups[-1].append(token)
+        else:
+            groups.append([token])
+    return [{
+        "entity_group": group[0]["entity"].split("-", 1)[-1],
+        "score": np.mean(np.nanmean([token["score"] for token in group])),
+        "word": tokenizer.convert_tokens_to_string([token["word"] for token in group]),
+        "start": group[0]["start"], "end": group[-1]["end"],
+    } for group in groups]  # fmt: skip
+
+
+def merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entities of overlapping windows, one per span: among overlapping ones the longest, then the higher score."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda entity: entity["start"])
+    merged, previous = [], entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or (length == previous_length and entity["score"] > previous["score"]):
+                previous = entity
+        else:
+            merged.append(previous)
+            previous = entity
+    merged.append(previous)
+    return merged
