@@ -309,3 +309,12 @@ def test_keywords_ferrotune_cannot_honour_are_refused(minilm_dir):
     ft, _ = _pair(minilm_dir)
     with pytest.raises(InvalidArgumentError, match="split_special_tokens"):
         ft("a [SEP] b", split_special_tokens=True)
+
+
+@pytest.mark.parametrize("folder", FAMILIES, indirect=True)
+def test_convert_tokens_to_string_equals_transformers(folder):
+    ft, hf = _pair(folder)
+    for text in ("Hello world, don't stop!", "unaffable São Paulo 🙂 ##x", "  spaced   out  ", ""):
+        tokens = hf.convert_ids_to_tokens(hf(text)["input_ids"])
+        assert ft.convert_tokens_to_string(tokens) == hf.convert_tokens_to_string(tokens), text
+        assert ft.convert_tokens_to_string(tokens[1:-1]) == hf.convert_tokens_to_string(tokens[1:-1]), text

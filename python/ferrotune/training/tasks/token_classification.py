@@ -136,18 +136,20 @@ class TokenClassification(Task):
     # ---- Batches and loss
 
     def encode(self, tokenizer: Any, table: Any, max_length: int, config: Any = None) -> Any:
-        """Sub-token ids of the sentences' words and their labels (:func:`align_labels`)."""
+        """Sub-token ids of the sentences' words and their labels (:func:`align_word_labels`, for all sentences
+        at once from the encoder's word ids: the course's ``tokenize_and_align_labels`` without a Python loop)."""
         import pyarrow as pa
 
         label_all = bool(config is not None and config.label_all_tokens)
         sentences = table.column("words").to_pylist()
-        encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
-        labels, inside = table.column("labels").to_pylist(), table.column("inside_labels").to_pylist()
-        aligned = [
-            align_labels(encoded.word_ids(i), labels[i], inside[i], label_all) for i in range(len(sentences))
-        ]  # fmt: skip
-        columns = {name: pa.array(encoded[name], pa.list_(pa.int64())) for name in encoded.keys()}
-        columns["labels"] = pa.array(aligned, pa.list_(pa.int64()))
+        raw = tokenizer._encode_words(sentences, max_length)
+        starts, word_ids = raw.pop("_starts"), raw.pop("_word_ids")
+        offsets = pa.array(starts.astype(np.int32))
+        labels, inside = (combined(table.column(name)) for name in ("labels", "inside_labels"))
+        aligned = align_word_labels(word_ids, starts, labels, inside if label_all else None)
+        columns = {name: pa.ListArray.from_arrays(offsets, pa.array(values.astype(np.int64, copy=False)))
+                   for name, values in raw.items()}  # fmt: skip
+        columns["labels"] = pa.ListArray.from_arrays(offsets, pa.array(aligned))
         return pa.table(columns)
 
     def train_loader(self, config: Any, tokenizer: Any, table: Any, rank: int, world: int) -> Any:
@@ -244,18 +246,34 @@ def inside_ids(label_names: list[str]) -> list[int]:
     return [index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)]
 
 
-def align_labels(word_ids: list[int | None], labels: list[int], inside: list[int], label_all: bool) -> list[int]:
-    """One label per sub-token: the word's label on its first sub-token; on the others -100 (``inside[word]`` with
-    ``label_all``); -100 on special tokens (word id None)."""
-    aligned, previous = [], None
-    for word in word_ids:
-        if word is None:
-            aligned.append(IGNORED)
-        elif word != previous:
-            aligned.append(labels[word])
-        else:
-            aligned.append(inside[word] if label_all else IGNORED)
-        previous = word
+def combined(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(flat values, row offsets) of a list<int64> column."""
+    values = values.combine_chunks() if hasattr(values, "combine_chunks") else values
+    flat = values.values.to_numpy(zero_copy_only=False)
+    offsets = values.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    return flat, offsets
+
+
+def align_word_labels(word_ids: np.ndarray, starts: np.ndarray, labels: tuple[np.ndarray, np.ndarray],
+                      inside: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:  # fmt: skip
+    """One label per sub-token of every row: ``word_ids`` flat (-1: special token) with row boundaries ``starts``;
+    ``labels`` / ``inside`` as (flat tag ids, sentence offsets). A word's first sub-token gets its tag, its other
+    sub-tokens -100 (with ``inside``, the word's inside tag: I-X for B-X, the course's label_all_tokens), special
+    tokens -100."""
+    word_ids = np.asarray(word_ids, dtype=np.int64)
+    lengths = np.diff(starts)
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    previous = np.empty_like(word_ids)
+    previous[1:] = word_ids[:-1]
+    previous[starts[:-1][lengths > 0]] = -1  # a row's first token has no predecessor
+    is_word = word_ids >= 0
+    first = is_word & (word_ids != previous)
+    index = labels[1][row] + word_ids  # the tag of the token's word, in the flat tags
+    aligned = np.full(len(word_ids), IGNORED, dtype=np.int64)
+    aligned[first] = labels[0][index[first]]
+    if inside is not None:
+        later = is_word & ~first
+        aligned[later] = inside[0][index[later]]
     return aligned
 
 
