@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,11 @@ _EXTENSIONS = {
     ".tsv": "tsv",
     ".conll": "conll",
 }
-FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv", "conll")
+FORMATS = ("parquet", "arrow", "jsonl", "jsonl.gz", "csv", "tsv", "conll", "squad")
 # The columns of a CoNLL file (one ``word ... tag`` line per token, blank lines between sentences): datasets' names.
 CONLL_COLUMNS = ("tokens", "ner_tags")
+# The columns of a SQuAD JSON file (one row per question): those of the Hugging Face ``squad`` dataset.
+SQUAD_COLUMNS = ("id", "title", "context", "question", "answers")
 # What an Arrow IPC stream ends with: continuation marker + zero length (legacy streams: zero length only).
 _ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _ARROW_LEGACY_END_OF_STREAM = b"\x00\x00\x00\x00"
@@ -715,6 +718,105 @@ class _ConllSource(_Source):
         self._parsed = None
 
 
+class _SquadSource(_Source):
+    """A SQuAD JSON file (``{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers":
+    [{"text", "answer_start"}]}]}]}]}``, v1.1 as the official files): one unit, one row per question, with the
+    columns of the Hugging Face ``squad`` dataset: ``id``, ``title``, ``context``, ``question`` and ``answers``
+    (``{"text": [...], "answer_start": [...]}``). The structure is checked here (errors name the file, the article
+    and the question id); whether each answer is where ``answer_start`` says is the training task's check."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._rows: dict[str, list] | None = None
+
+    def _fail(self, where: str, problem: str) -> DataSourceError:
+        return DataSourceError(f"'{self.path}' {where}: {problem} (expected SQuAD's structure: {{\"data\": [{{"
+                               "\"title\", \"paragraphs\": [{\"context\", \"qas\": [{\"id\", \"question\", "
+                               "\"answers\": [{\"text\", \"answer_start\"}]}]}]}]}})")  # fmt: skip
+
+    def _parse(self) -> dict[str, list]:
+        if self._rows is not None:
+            return self._rows
+        try:
+            document = json.loads(self.path.read_bytes())
+        except OSError as err:
+            raise DataSourceError(f"cannot read '{self.path}': {err}") from err
+        except UnicodeDecodeError as err:
+            raise DataSourceError(f"'{self.path}' is not UTF-8 text ({err}); re-encode it as UTF-8") from None
+        except ValueError as err:
+            hint = " (one JSON record per line: pass format 'jsonl')" if "Extra data" in str(err) else ""
+            raise DataSourceError(f"'{self.path}' is not a SQuAD JSON file: {err}{hint}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+            raise self._fail("top level", 'no "data" list of articles')
+        rows: dict[str, list] = {name: [] for name in SQUAD_COLUMNS}
+        for a, article in enumerate(document["data"]):
+            if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
+                raise self._fail(f"article {a}", 'not an object with a "paragraphs" list')
+            title = article.get("title")
+            for p, paragraph in enumerate(article["paragraphs"]):
+                where = f"article {a} ({title!r}) paragraph {p}"
+                if not isinstance(paragraph, dict) or not isinstance(paragraph.get("qas"), list):
+                    raise self._fail(where, 'not an object with a "qas" list')
+                context = paragraph.get("context")
+                if not isinstance(context, str):
+                    raise self._fail(where, f'"context" is {type(context).__name__}, not text')
+                for q, qa in enumerate(paragraph["qas"]):
+                    if not isinstance(qa, dict):
+                        raise self._fail(f"{where} question {q}", "not an object")
+                    qid = qa.get("id")
+                    name = f"{where} question {q} (id {qid!r})"
+                    if not isinstance(qid, str) or not qid:
+                        raise self._fail(name, 'no "id"')
+                    if not isinstance(qa.get("question"), str):
+                        raise self._fail(name, f'"question" is {type(qa.get("question")).__name__}, not text')
+                    answers = qa.get("answers")
+                    if not isinstance(answers, list) or not all(
+                        isinstance(x, dict) and isinstance(x.get("text"), str) and type(x.get("answer_start")) is int
+                        for x in answers
+                    ):  # fmt: skip
+                        raise self._fail(name, '"answers" is not a list of {"text": text, "answer_start": int}')
+                    rows["id"].append(qid)
+                    rows["title"].append(title if isinstance(title, str) else None)
+                    rows["context"].append(context)
+                    rows["question"].append(qa["question"])
+                    rows["answers"].append({"text": [x["text"] for x in answers],
+                                            "answer_start": [x["answer_start"] for x in answers]})  # fmt: skip
+        self._rows = rows
+        return rows
+
+    def parts(self) -> list[int]:
+        rows = len(self._parse()["id"])
+        return [rows] if rows else []
+
+    def columns(self) -> list[str]:
+        return list(SQUAD_COLUMNS)
+
+    def read(self, part: int, lo: int, hi: int, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        rows = self._parse()
+        answers = pa.struct([("text", pa.list_(pa.string())), ("answer_start", pa.list_(pa.int32()))])
+        return pa.table({name: pa.array(rows[name][lo:hi], answers if name == "answers" else pa.string())
+                         if name in rows else pa.nulls(hi - lo) for name in columns})  # fmt: skip
+
+    def describe_row(self, part: int, row: int) -> str:
+        return f"'{self.path}' question {row + 1} (id {self._parse()['id'][row]!r})"
+
+    def close(self) -> None:
+        self._rows = None
+
+
+def _is_squad_json(path: Path) -> bool:
+    """A ``.json`` file that starts as SQuAD files do (``{"data": [`` or ``{"version": "...", "data": [``)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return re.match(rb'\s*\{\s*(?:"version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:\s*\[', head) is not None
+
+
 def _table_of(source: Any) -> tuple[Any, str] | None:
     """An in-memory ``pyarrow.Table`` for a Table / RecordBatch / ``datasets.Dataset`` without cache files."""
     import pyarrow as pa
@@ -762,6 +864,8 @@ def open_sources(source: Any, explicit_format: str | None, csv: CsvOptions, rows
             sources.append(_GzipJsonlSource(path))
         elif fmt == "conll":
             sources.append(_ConllSource(path))
+        elif fmt == "squad":
+            sources.append(_SquadSource(path))
         else:
             sources.append(_LineSource(path, fmt, csv, rows_per_unit))
     return sources
@@ -804,14 +908,15 @@ _WHOLE_FILE = 1 << 62  # rows per unit: a text file is one unit (parsed once, it
 
 def _whole_file_format(source: Any, explicit: str | None) -> str | None:
     """A single ``.json`` (``.json.gz``) file named on its own is JSON Lines (``datasets``' ``to_json`` writes
-    those); ``format="jsonl"`` covers a gzipped file too."""
+    those), or a SQuAD file when it starts as one (``{"data": [...``); ``format="jsonl"`` covers a gzipped file
+    too."""
     if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
         return explicit
     name = Path(source).name.lower()
     if (explicit == "jsonl" and name.endswith(".gz")) or (explicit is None and name.endswith(".json.gz")):
         return "jsonl.gz"
     if explicit is None and name.endswith(".json"):
-        return "jsonl"
+        return "squad" if _is_squad_json(Path(source)) else "jsonl"
     return explicit
 
 

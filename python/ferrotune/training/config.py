@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from .tasks import GLUE_TASKS, KINDS, TASKS, task_for
 
-FORMATS = ("parquet", "arrow", "jsonl", "csv", "tsv", "conll")
+FORMATS = ("parquet", "arrow", "jsonl", "csv", "tsv", "conll", "squad")
 LOG_MODES = ("bar", "quiet", "json")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 BUCKETING = ("length", "none")
@@ -51,7 +51,13 @@ class TrainConfig:
         False, "token-classification: label every sub-token of a word (B- tags become I- after the first), not only "
         "the first (the others ignored)"
     )  # fmt: skip
-    max_length: int = _option(128, "truncate examples to this many tokens (causal LM: the packed block length)")
+    max_length: int | None = _option(
+        None, "truncate examples to this many tokens (default 128; question-answering: 384, the window length; causal "
+        "LM: the packed block length)"
+    )  # fmt: skip
+    doc_stride: int = _option(128, "question-answering: tokens shared by consecutive windows of a long context")
+    max_answer_length: int = _option(30, "question-answering: the longest answer predicted, in tokens")
+    n_best: int = _option(20, "question-answering: start and end candidates tried per window")
     max_train_examples: int | None = _option(None, "use only the first N training examples")
     max_eval_examples: int | None = _option(None, "use only the first N evaluation examples")
     # LoRA (PEFT); lora_r 0 means full fine-tuning
@@ -129,15 +135,18 @@ class TrainConfig:
             "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
             "bucketing": (self.bucketing, BUCKETING),
         }
+        if self.max_length is None:  # the task's default (resolved here: the config written out holds the value)
+            self.max_length = task_for(self.kind).default_max_length
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
-        positive = ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length")
+        positive = ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length",
+                    "max_answer_length", "n_best")  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        non_negative = ("lora_r", "eval_every", "save_every")
+        non_negative = ("lora_r", "eval_every", "save_every", "doc_stride")
         for name in non_negative:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -76,7 +76,7 @@ def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[st
 
 def summed_loss(model: Any, batch: dict, task: Task) -> Any:
     """The loss SUMMED over the batch's examples (tokens for causal LM): normalised later by the whole step's count."""
-    return task.loss(model(**model_inputs(batch)).logits, batch["labels"])
+    return task.loss(task.logits(model(**model_inputs(batch))), batch["labels"])
 
 
 def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -> dict[str, float]:
@@ -92,7 +92,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
     with torch.no_grad():
         for indices, batch in eval_batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            logits = model(**model_inputs(batch)).logits
+            logits = task.logits(model(**model_inputs(batch)))
             loss = task.loss(logits, batch["labels"]).item()
             kept = task.eval_outputs(logits)  # what the metrics need of the logits (None: the loss is enough)
             labels = None if kept is None else task.eval_labels(batch["labels"])

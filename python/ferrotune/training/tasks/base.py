@@ -34,6 +34,7 @@ class Task(ABC):
     packs_documents = False  # packing allowed, and on by default
     labels_words = False  # labels words of pre-split sentences (--label-all-tokens applies)
     predicts = True  # ferrotune.predict serves this task
+    default_max_length = 128  # --max-length when not given
 
     # ---- Options
 
@@ -123,6 +124,10 @@ class Task(ABC):
         """A loader batch ready for the model, on ``device``: model inputs and labels only (flash-attention
         metadata is left out)."""
         return {key: value.to(device) for key, value in batch.items() if key in (*MODEL_INPUTS, "labels")}
+
+    def logits(self, output: Any) -> Any:
+        """The logits of a model output that :meth:`loss` and :meth:`eval_outputs` take (``output.logits``)."""
+        return output.logits
 
     @abstractmethod
     def loss(self, logits: Any, labels: Any) -> Any:
