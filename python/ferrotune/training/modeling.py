@@ -153,12 +153,13 @@ def _with_lora(config: TrainConfig, task: Task, model: Any) -> Any:
     if missing:
         raise ConfigError(f"LoRA targets {missing} are not module names of {type(model).__name__}")
     lora = LoraConfig(
-        task_type=getattr(TaskType, task.peft_task_type),
+        task_type=getattr(TaskType, task.peft_task_type) if task.peft_task_type else None,
         r=config.lora_r,
         lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
         fan_in_fan_out=targets == ["c_attn"],  # GPT-2's Conv1D stores its weight transposed
+        modules_to_save=task.modules_to_save(model),
     )
     return get_peft_model(model, lora)
 
