@@ -51,6 +51,8 @@ class TrainConfig:
         False, "token-classification: label every sub-token of a word (B- tags become I- after the first), not only "
         "the first (the others ignored)"
     )  # fmt: skip
+    mlm_probability: float | None = _option(None, "mlm: fraction of the tokens masked in each batch (default 0.15)")
+    whole_word_mask: bool = _option(False, "mlm: mask whole words (every token of a selected word), not tokens")
     max_length: int | None = _option(
         None, "truncate examples to this many tokens (default 128; question-answering: 384, the window length; causal "
         "LM: the packed block length)"
@@ -155,9 +157,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}")
-        for name in ("overwrite_output_dir", "label_all_tokens"):
+        for name in ("overwrite_output_dir", "label_all_tokens", "whole_word_mask"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.mlm_probability is not None and (
+            isinstance(self.mlm_probability, bool) or not isinstance(self.mlm_probability, (int, float))
+            or not 0.0 < self.mlm_probability < 1.0
+        ):  # fmt: skip
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not 0.0 <= self.lora_dropout < 1.0:

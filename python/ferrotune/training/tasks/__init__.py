@@ -11,11 +11,13 @@ from .base import MODEL_INPUTS, Task
 from .causal_lm import CAUSAL_LM, CausalLM
 from .classification import CLASSIFICATION, REGRESSION, Classification, Regression
 from .glue import GLUE_TASKS, GlueTask
+from .masked_lm import MLM, MaskedLM
 from .question_answering import QUESTION_ANSWERING, QuestionAnswering
 from .token_classification import TOKEN_CLASSIFICATION, TokenClassification
 
 _REGISTRY: dict[str, Task] = {
-    task.kind: task for task in (Classification(), Regression(), CausalLM(), TokenClassification(), QuestionAnswering())
+    task.kind: task
+    for task in (Classification(), Regression(), CausalLM(), TokenClassification(), QuestionAnswering(), MaskedLM())
 }
 KINDS = tuple(_REGISTRY)  # what the model head is and how the loss is computed
 TASKS = (*GLUE_TASKS, *KINDS)  # what --task accepts
@@ -23,7 +25,7 @@ TASKS = (*GLUE_TASKS, *KINDS)  # what --task accepts
 
 def task_for(kind: str) -> Task:
     """The Task of a kind ("classification", "regression", "causal-lm", "token-classification",
-    "question-answering")."""
+    "question-answering", "mlm")."""
     task = _REGISTRY.get(kind)
     if task is None:
         raise ConfigError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -31,7 +33,7 @@ def task_for(kind: str) -> Task:
 
 
 __all__ = [
-    "CAUSAL_LM", "CLASSIFICATION", "GLUE_TASKS", "KINDS", "MODEL_INPUTS", "QUESTION_ANSWERING", "REGRESSION", "TASKS",
-    "TOKEN_CLASSIFICATION", "CausalLM", "Classification", "GlueTask", "QuestionAnswering", "Regression", "Task",
-    "TokenClassification", "task_for",
+    "CAUSAL_LM", "CLASSIFICATION", "GLUE_TASKS", "KINDS", "MLM", "MODEL_INPUTS", "QUESTION_ANSWERING", "REGRESSION",
+    "TASKS", "TOKEN_CLASSIFICATION", "CausalLM", "Classification", "GlueTask", "MaskedLM", "QuestionAnswering",
+    "Regression", "Task", "TokenClassification", "task_for",
 ]  # fmt: skip

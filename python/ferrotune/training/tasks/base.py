@@ -28,11 +28,12 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 class Task(ABC):
     kind: str  # the --task name and ferrotune_task.json's "kind"
     model_class: str  # the transformers Auto class of the model ("AutoModelForSequenceClassification")
-    peft_task_type: str  # the peft.TaskType member of its LoRA adapter ("SEQ_CLS")
+    peft_task_type: str | None  # the peft.TaskType member of its LoRA adapter ("SEQ_CLS"; None: a plain PeftModel)
     pipeline_tag: str  # the model card's Hub pipeline tag
     label_column: str | None = "labels"  # the examples' label column (None: the text is its own target)
     packs_documents = False  # packing allowed, and on by default
     labels_words = False  # labels words of pre-split sentences (--label-all-tokens applies)
+    masks_tokens = False  # masked-LM training (--mlm-probability and --whole-word-mask apply)
     predicts = True  # ferrotune.predict serves this task
     default_max_length = 128  # --max-length when not given
 
@@ -44,6 +45,8 @@ class Task(ABC):
             raise ConfigError("packing is for causal-lm only: classification examples cannot share a row")
         if config.label_all_tokens and not self.labels_words:
             raise ConfigError(f"label_all_tokens is for token-classification, not {self.kind}")
+        if (config.mlm_probability is not None or config.whole_word_mask) and not self.masks_tokens:
+            raise ConfigError(f"mlm_probability and whole_word_mask are for mlm, not {self.kind}")
 
     # ---- Columns, rows and labels
 
@@ -86,6 +89,11 @@ class Task(ABC):
     def model_options(self, label_names: list[str] | None) -> dict[str, Any]:
         """Keyword arguments of ``model_class.from_pretrained`` (the head's size and labels)."""
         return {}
+
+    def modules_to_save(self, model: Any) -> list[str] | None:
+        """Modules of ``model`` trained in full and saved with a LoRA adapter (None: those of PEFT's task type,
+        e.g. the classification head of SEQ_CLS)."""
+        return None
 
     # ---- Batches and loss
 
