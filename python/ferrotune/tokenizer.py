@@ -277,6 +277,12 @@ class Tokenizer:
         ``Tokenizer.from_pretrained(path, engine="general")`` forces the latter."""
         return self._core.encoder_name()
 
+    @property
+    def is_fast(self) -> bool:
+        """True, as transformers' Rust-backed tokenizers: offsets, word ids and the alignment methods are there
+        (code such as the course's ``if tokenizer.is_fast:`` takes its fast branch)."""
+        return True
+
     # ----------------------------------------------------------------------------------------------
     # Pickling (DataLoader workers started with spawn receive a copy)
 
