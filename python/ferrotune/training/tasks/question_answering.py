@@ -25,7 +25,11 @@ question and context offsets, each question's context and gold answers, ``--n-be
 and each window's labels carry its row number, which :meth:`metrics` checks against what it kept before running the
 course's post-processing (:func:`best_answers`: the best-scoring valid span over all the windows of a question) and
 SQuAD v1.1's official exact match and F1 (:func:`squad_scores`, in percent as the official script and
-``evaluate.load("squad")`` report them).
+``evaluate.load("squad")`` report them). The kept :class:`Evaluation` is the task object's state: one evaluation set
+per process at a time (``ferrotune.train`` encodes it once, before the loop; every process of a multi-process run
+encodes the whole set and gathers every window's outputs). The logits are trimmed to each window's own length before
+the n-best search (the course pads every window to ``max_length`` and lets padding take n-best places it can never
+win; here windows are padded per batch). :func:`best_answers` takes plain arrays, for ``ferrotune.predict`` to reuse.
 """
 
 from __future__ import annotations
