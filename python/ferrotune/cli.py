@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferrotune", description="Fine-tune and run models, fed by ferrotune.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(commands.add_parser("train", help="fine-tune a model (LoRA by default)"))
-    add_predict_arguments(commands.add_parser("predict", help="classify or tag texts with a trained model"))
+    add_predict_arguments(commands.add_parser("predict", help="classify, tag or translate texts with a trained model"))
     return parser
 
 

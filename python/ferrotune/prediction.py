@@ -114,7 +114,9 @@ def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pair
             base_model: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """For each text (or pair), what the task's ``pipeline`` returns: ``{"label": ..., "score": ...}`` for
     classification and regression; for token classification (NER) the list of entities of
-    ``pipeline("ner", aggregation_strategy="simple")`` (``entity_group``, ``score``, ``word``, ``start``, ``end``).
+    ``pipeline("ner", aggregation_strategy="simple")`` (``entity_group``, ``score``, ``word``, ``start``, ``end``);
+    for seq2seq ``{"generated_text": ...}`` as ``pipeline("text2text-generation")`` (the training's source prefix
+    put first).
 
     ``max_length`` defaults to the one the model was trained with (NER: texts longer than that are read in
     overlapping windows, not cut)."""
@@ -123,9 +125,11 @@ def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pair
     if isinstance(text_pairs, str):
         text_pairs = [text_pairs]
     model, tokenizer, task = load_trained(model_dir, base_model)
-    return task_for(task["kind"]).predict(
+    trained = task_for(task["kind"])
+    return trained.predict(
         model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs), batch_size=batch_size,
         max_length=max_length or task.get("max_length", 512), label_names=task["label_names"],
+        **trained.predict_options(task),
     )  # fmt: skip
 
 

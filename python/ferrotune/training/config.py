@@ -39,6 +39,7 @@ class TrainConfig:
     train: str | None = _option(None, "training data: a file or folder (Parquet, Arrow, JSONL, CSV, TSV, CoNLL)")
     eval: str | None = _option(None, "evaluation data: a file or folder")
     format: str | None = _option(None, f"data format, one of {', '.join(FORMATS)}; default: from the extension")
+    column_names: list[str] | None = _option(None, "names of the columns of CSV/TSV files without a header row")
     text_column: str | None = _option(
         None, "column holding the text (default: preset's, or 'text'; token-classification: the words, 'tokens')"
     )
@@ -60,13 +61,24 @@ class TrainConfig:
     doc_stride: int = _option(128, "question-answering: tokens shared by consecutive windows of a long context")
     max_answer_length: int = _option(30, "question-answering: the longest answer predicted, in tokens")
     n_best: int = _option(20, "question-answering: start and end candidates tried per window")
+    target_column: str | None = _option(None, "seq2seq: column holding the target text (default: 'target')")
+    source_prefix: str | None = _option(None, "seq2seq: text put before every source ('translate English to "
+                                        "French: ' for T5), kept for predict")  # fmt: skip
+    max_target_length: int = _option(128, "seq2seq: truncate target texts to this many tokens")
+    num_beams: int = _option(1, "seq2seq: beams of generation in evaluation and predict (1: greedy)")
+    generation_max_length: int = _option(
+        128, "seq2seq: longest generated text in evaluation and predict, in tokens (0: no generation in evaluation: "
+        "loss only)"
+    )  # fmt: skip
     max_train_examples: int | None = _option(None, "use only the first N training examples")
     max_eval_examples: int | None = _option(None, "use only the first N evaluation examples")
     # LoRA (PEFT); lora_r 0 means full fine-tuning
     lora_r: int = _option(8, "LoRA rank; 0 = full fine-tuning")
     lora_alpha: float | None = _option(None, "LoRA alpha (default: 2 x rank)")
     lora_dropout: float = _option(0.1, "dropout on the LoRA branch")
-    lora_targets: list[str] | None = _option(None, "modules to adapt (default: query,value / c_attn / q_proj,v_proj)")
+    lora_targets: list[str] | None = _option(
+        None, "modules to adapt (default: query,value / c_attn / q_proj,v_proj / T5's q,v)"
+    )
     # Optimisation
     learning_rate: float | None = _option(None, "peak learning rate (default: 5e-4 with LoRA, 5e-5 full fine-tuning)")
     weight_decay: float = _option(0.0, "AdamW weight decay (not applied to biases and LayerNorm weights)")
@@ -197,7 +209,7 @@ class TrainConfig:
         unknown = sorted(set(normalised) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown}; known: {sorted(known)}")
-        for name in ("label_names", "lora_targets"):
+        for name in ("label_names", "lora_targets", "column_names"):
             if isinstance(normalised.get(name), str):
                 normalised[name] = split_list(normalised[name])
         return cls(**normalised)

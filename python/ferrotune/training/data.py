@@ -84,7 +84,9 @@ def _reading() -> Iterator[None]:
 
 
 def _open(path: Path, config: TrainConfig, column_names: tuple[str, ...] | None) -> DataFiles:
-    """A file or folder of data; CSV/TSV read with quoting off, as GLUE needs (its TSVs hold bare quotes)."""
+    """A file or folder of data; CSV/TSV read with quoting off, as GLUE needs (its TSVs hold bare quotes); files
+    without a header row take their column names from --column-names (or the GLUE preset's)."""
+    column_names = tuple(config.column_names) if config.column_names else column_names
     csv = CsvOptions(quoting=False, has_header=column_names is None, column_names=column_names)
     with _reading():
         return DataFiles(path, config.format, csv)
@@ -129,7 +131,7 @@ def load_task_data(config: TrainConfig) -> TaskData:
         # The evaluation labels must belong to the training label set: same names, same ids.
         evaluation, _ = _examples(task, eval_files, columns, label_names, config.max_eval_examples)
     task.check_labels(label_names, train_path)
-    metrics, main = (preset.metrics, preset.main_metric) if preset else task.default_metrics(label_names)
+    metrics, main = (preset.metrics, preset.main_metric) if preset else task.run_metrics(config, label_names)
     return TaskData(task, train, evaluation, label_names, metrics, main)
 
 

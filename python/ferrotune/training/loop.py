@@ -79,8 +79,10 @@ def summed_loss(model: Any, batch: dict, task: Task) -> Any:
     return task.loss(task.logits(model(**model_inputs(batch))), batch["labels"])
 
 
-def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -> dict[str, float]:
-    """Metrics over the whole evaluation set (each process evaluates its share; results are gathered)."""
+def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData, tokenizer: Any = None,
+             config: TrainConfig | None = None) -> dict[str, float]:  # fmt: skip
+    """Metrics over the whole evaluation set (each process evaluates its share; results are gathered), then those
+    of what the model generates (``Task.generation_metrics``, given the tokenizer and config)."""
     import torch
     from accelerate.utils import gather_object
 
@@ -97,6 +99,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
             kept = task.eval_outputs(logits)  # what the metrics need of the logits (None: the loss is enough)
             labels = None if kept is None else task.eval_labels(batch["labels"])
             local.append((indices, loss, task.loss_items(batch), kept, labels))
+    generated = {} if config is None else task.generation_metrics(accelerator, model, tokenizer, data.eval, config)
     model.train()
     gathered = gather_object(local) if accelerator.num_processes > 1 else local
     total_loss, total_items = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
@@ -108,7 +111,7 @@ def evaluate(accelerator: Any, model: Any, eval_batches: list, data: TaskData) -
         outputs = np.concatenate([g[3] for g in with_outputs])[order]
         labels = np.concatenate([g[4] for g in with_outputs])[order]
     metrics = task.metrics(data.metrics, results["eval_loss"], outputs, labels, data.label_names)
-    results.update({f"eval_{k}": v for k, v in metrics.items()})
+    results.update({f"eval_{k}": v for k, v in {**metrics, **generated}.items()})
     return results
 
 
@@ -191,7 +194,7 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
     (folder / CARD_FILE).write_text(card, encoding="utf-8")
     task = {
         "kind": data.kind, "label_names": data.label_names, "metrics": list(data.metrics), **reference,
-        "lora": config.use_lora, "max_length": config.max_length,
+        "lora": config.use_lora, "max_length": config.max_length, **data.task.saved_options(config),
     }  # fmt: skip
     # Written last: a folder with ferrotune_task.json holds a complete model (a run killed while saving does not).
     (folder / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n")
@@ -327,7 +330,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         nonlocal best_metric, best_step, last_eval, evaluated_step
         if not eval_batches and data.eval is None:
             return
-        last_eval = evaluate(accelerator, model, eval_batches, data)
+        last_eval = evaluate(accelerator, model, eval_batches, data, tokenizer, config)
         value = last_eval[f"eval_{metric_for_best}"]
         improved = is_better(metric_for_best, value, best_metric)
         if improved:

@@ -20,7 +20,10 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
 )  # fmt: skip
 # LoRA targets when none are given: the attention query/value projections, named per architecture family.
-AUTO_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("c_attn",), ("query_key_value",), ("q_lin", "v_lin"))
+# T5's are named q and v (tried last: the short names are the least telling).
+AUTO_TARGETS = (
+    ("query", "value"), ("q_proj", "v_proj"), ("c_attn",), ("query_key_value",), ("q_lin", "v_lin"), ("q", "v"),
+)  # fmt: skip
 
 
 @contextlib.contextmanager

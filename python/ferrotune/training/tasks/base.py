@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .glue import GlueTask
 
 # Inputs a model's forward takes from a batch (StreamingLoader's packed batches also carry flash-attention-only keys).
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "decoder_input_ids")
 
 
 class Task(ABC):
@@ -34,6 +34,7 @@ class Task(ABC):
     packs_documents = False  # packing allowed, and on by default
     labels_words = False  # labels words of pre-split sentences (--label-all-tokens applies)
     masks_tokens = False  # masked-LM training (--mlm-probability and --whole-word-mask apply)
+    generates = False  # writes a target text for a source (--target-column and --source-prefix apply)
     predicts = True  # ferrotune.predict serves this task
     default_max_length = 128  # --max-length when not given
 
@@ -47,6 +48,8 @@ class Task(ABC):
             raise ConfigError(f"label_all_tokens is for token-classification, not {self.kind}")
         if (config.mlm_probability is not None or config.whole_word_mask) and not self.masks_tokens:
             raise ConfigError(f"mlm_probability and whole_word_mask are for mlm, not {self.kind}")
+        if (config.target_column or config.source_prefix) and not self.generates:
+            raise ConfigError(f"target_column and source_prefix are for seq2seq, not {self.kind}")
 
     # ---- Columns, rows and labels
 
@@ -83,6 +86,11 @@ class Task(ABC):
     @abstractmethod
     def default_metrics(self, label_names: list[str] | None) -> tuple[tuple[str, ...], str]:
         """The metrics of a task without a GLUE preset, and the main one."""
+
+    def run_metrics(self, config: TrainConfig, label_names: list[str] | None) -> tuple[tuple[str, ...], str]:
+        """The metrics of a run without a GLUE preset (default: :meth:`default_metrics`; a task whose metrics
+        depend on its options overrides this)."""
+        return self.default_metrics(label_names)
 
     # ---- Model
 
@@ -161,7 +169,21 @@ class Task(ABC):
                 label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
         """The named metrics of the evaluation set (``outputs`` and ``labels`` in file order), without "eval_"."""
 
+    def generation_metrics(self, accelerator: Any, model: Any, tokenizer: Any, table: Any,
+                           config: TrainConfig) -> dict[str, float]:  # fmt: skip
+        """Metrics of what the (unwrapped) model generates from the evaluation examples ``table`` (every process
+        calls it; seq2seq: BLEU and chrF), computed after the loss, without "eval_" ({}: none)."""
+        return {}
+
     # ---- Prediction (ferrotune.predict)
+
+    def saved_options(self, config: TrainConfig) -> dict[str, Any]:
+        """Options of the run that prediction needs, kept in ferrotune_task.json (seq2seq: the source prefix)."""
+        return {}
+
+    def predict_options(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of :meth:`predict` from a ferrotune_task.json (what :meth:`saved_options` kept)."""
+        return {}
 
     def check_predicts(self) -> None:
         """Raises ConfigError when ferrotune.predict cannot serve this task (before any model is loaded)."""
