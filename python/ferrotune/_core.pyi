@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ChatTemplate",
     "mask_tokens",
     "CollatePlan",
     "index_line_rows",
@@ -153,3 +154,10 @@ class TokenRows:
 def index_line_rows(
     path: str, *, quote: str | None = None, has_header: bool = False, rows_per_unit: int = 8192
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]: ...
+
+
+@final
+class ChatTemplate:
+    def __new__(cls, source: str) -> ChatTemplate: ...
+    def has_generation(self) -> bool: ...
+    def render_batch(self, contexts: list[dict[str, Any]]) -> list[tuple[str, list[tuple[int, int]]]]: ...

@@ -153,6 +153,15 @@ class BatchEncoding(UserDict):
         if kwargs:
             self.data.update(kwargs)
 
+    def convert_to_tensors(self, tensor_type: Any = None) -> BatchEncoding:
+        """Converts every value to ``tensor_type`` ("pt", "np", "arrow") in place, as transformers' method does;
+        values already of that type stay."""
+        tensor_type = normalize_tensor_type(tensor_type)
+        if tensor_type is not None:
+            for key, value in self.data.items():
+                self.data[key] = convert_value(value, key, tensor_type)
+        return self
+
     def __getattr__(self, item: str) -> Any:
         if item == "data":  # only reached before __init__ has set it (e.g. while unpickling)
             raise AttributeError(item)

@@ -16,6 +16,7 @@ __all__ = [
     "TokenizerFileNotFoundError",
     "TokenizerFormatError",
     "TokenizationError",
+    "ChatTemplateError",
     "InternalError",
     "TrainingError",
     "ConfigError",
@@ -65,6 +66,11 @@ class TokenizerFormatError(FerrotuneError, ValueError):
 
 class TokenizationError(FerrotuneError, ValueError):
     """The tokenizer refused an input (for example a truncation it cannot perform)."""
+
+
+class ChatTemplateError(FerrotuneError, ValueError):
+    """A chat template that does not compile, or that stopped rendering a conversation (its ``raise_exception``
+    message, naming the conversation). transformers raises ``jinja2.TemplateError`` with the same message."""
 
 
 class InternalError(FerrotuneError, RuntimeError):

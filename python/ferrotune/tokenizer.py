@@ -406,6 +406,23 @@ class Tokenizer:
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._core.id_to_token(int(i)) for i in to_py_obj(ids) if int(i) not in skip]
 
+    # ----------------------------------------------------------------------------------------------
+    # Chat templates (rendered in Rust: ferrotune.chat)
+
+    def get_chat_template(self, chat_template: str | None = None, tools: list | None = None) -> str:
+        """The chat template to use, as transformers' ``get_chat_template``."""
+        from . import chat
+
+        return chat.get_chat_template(self, chat_template, tools)
+
+    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any) -> Any:
+        """transformers' ``apply_chat_template`` with the same arguments and results, the template rendered in Rust
+        (minijinja set up as transformers sets up Jinja2) over the batch in parallel; ``return_assistant_tokens_mask``
+        from ``{% generation %}`` blocks. See :func:`ferrotune.chat.apply_chat_template`."""
+        from . import chat
+
+        return chat.apply_chat_template(self, conversation, *args, **kwargs)
+
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Tokens joined back into text by the tokenizer's decoder (transformers' fast tokenizers do the same)."""
         return self._core.decode_tokens([str(token) for token in tokens])

@@ -35,6 +35,10 @@ pub enum FerrotuneError {
     /// The tokenizers library refused to encode or decode.
     #[error("tokenization failed: {0}")]
     Tokenization(String),
+    /// A chat template that does not compile, or that failed rendering a conversation (its
+    /// `raise_exception(...)` message, an unknown filter, ...).
+    #[error("{0}")]
+    ChatTemplate(String),
     /// A panic caught at the boundary: always a bug in ferrotune.
     #[error("internal error (a bug in ferrotune, please report it): {0}")]
     Internal(String),

@@ -16,6 +16,7 @@
 
 pub mod arrow;
 pub mod buffers;
+pub mod chat;
 pub mod collate;
 pub mod direct;
 pub mod engine;

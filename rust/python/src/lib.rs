@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 mod arrow_ffi;
+mod chat;
 mod collate;
 mod stream;
 
@@ -28,7 +29,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 /// FileNotFoundError... as users expect, which `create_exception!` cannot express). This is the one
 /// place that names Python exception classes; each is looked up once.
 fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
-    const CLASSES: [&str; 11] = [
+    const CLASSES: [&str; 12] = [
         "TokenizerFileNotFoundError",
         "TokenizerFileError",
         "TokenizerFormatError",
@@ -40,6 +41,7 @@ fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
         "TokenizationError",
         "InternalError",
         "FerrotuneError",
+        "ChatTemplateError",
     ];
     static LOADED: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
     let index = match &err {
@@ -57,6 +59,7 @@ fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
         FerrotuneError::DataSource(_) => 7,
         FerrotuneError::Tokenization(_) => 8,
         FerrotuneError::Internal(_) => 9,
+        FerrotuneError::ChatTemplate(_) => 11,
     };
     let classes = LOADED.get_or_try_init(py, || -> PyResult<Vec<Py<PyType>>> {
         let module = py.import("ferrotune.errors")?;
@@ -566,6 +569,8 @@ extern "C" fn child_after_fork() {
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::chat::PyChatTemplate;
     #[pymodule_export]
     use super::collate::{mask_tokens, CollatePlan};
     #[pymodule_export]
