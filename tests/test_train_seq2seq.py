@@ -73,6 +73,27 @@ def options(model, train, dev, output_dir, **overrides) -> dict:
     return values
 
 
+def test_readme_split(tmp_path):
+    """The README's split of the Tatoeba pairs (its awk lines, run as written): every 50th pair held out."""
+    import subprocess
+
+    from conftest import DATA_DIR, REPO_ROOT
+    from ferrotune import TrainConfig
+    from ferrotune.training.data import load_task_data
+
+    fra_eng_pairs()
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [line.strip() for line in readme.splitlines() if line.strip().startswith("awk 'NR % 50")]
+    assert len(lines) == 2
+    for line in lines:
+        subprocess.run(["bash", "-c", line.replace("../shared/data", str(DATA_DIR))], cwd=tmp_path, check=True)
+    train, dev = (str(tmp_path / f"fra-eng-{split}.tsv") for split in ("train", "eval"))
+    config = TrainConfig(task="seq2seq", model="unused", train=train, eval=dev, column_names=["source", "target"])
+    data = load_task_data(config.validate())
+    assert (data.train.num_rows, data.eval.num_rows) == (139932, 2855)  # as the README says
+    assert data.eval.slice(0, 1).to_pylist() == [{"text": "No way!", "target": "Hors de question !"}]  # line 50
+
+
 # --------------------------------------------------------------------------------------------------
 # Preprocessing and batches: the course's, DataCollatorForSeq2Seq's
 
