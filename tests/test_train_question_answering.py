@@ -414,7 +414,7 @@ def test_errors_name_the_file_and_question(tmp_path):
 # A short run
 
 
-def test_train_squad_with_lora_reports_exact_match_and_f1(tmp_path):
+def test_train_squad_with_lora_reports_exact_match_and_f1(tmp_path, monkeypatch, capsys):
     pytest.importorskip("peft")
     import ferrotune
     import torch
@@ -448,4 +448,40 @@ def test_train_squad_with_lora_reports_exact_match_and_f1(tmp_path):
         output = loaded(**batch)
     assert output.start_logits.shape == output.end_logits.shape == batch["input_ids"].shape
 
-    assert main(["predict", str(tmp_path / "run")]) == 2  # predict refuses the task clearly (no model is loaded)
+    # ferrotune.predict answers as the course's post-processing of the loaded model's logits on transformers' windows
+    from ferrotune.sources import DataFiles
+    from transformers import AutoTokenizer
+
+    rows = DataFiles(squad, "squad").read().slice(100, 6).to_pydict()
+    rows["context"][0] = " ".join([rows["context"][0]] * 3)  # several windows
+    answers = ferrotune.predict(tmp_path / "run", rows["question"], rows["context"])
+    reference = AutoTokenizer.from_pretrained(tmp_path / "run")
+    inputs, _, _, example_ids, masked = course_preprocess(reference, rows, 128, 32)
+    with torch.no_grad():
+        output = loaded(**{k: torch.tensor(inputs[k]) for k in ("input_ids", "attention_mask", "token_type_ids")})
+    # Each window's logits without its padding (the course pads windows to max_length, where padding can take
+    # n-best places; ferrotune pads per batch: trimmed, the two agree).
+    lengths = [sum(mask) for mask in inputs["attention_mask"]]
+    features = [{"example_id": e, "offset_mapping": m[:n]} for e, m, n in zip(example_ids, masked, lengths)]
+    expected = course_compute_metrics(
+        [row[:n] for row, n in zip(output.start_logits.numpy(), lengths)],
+        [row[:n] for row, n in zip(output.end_logits.numpy(), lengths)],
+        features,
+        [{"id": i, "context": c} for i, c in zip(rows["id"], rows["context"])],
+        20,
+        30,
+    )
+    assert [a["answer"] for a in answers] == expected
+    for answer, context in zip(answers, rows["context"]):
+        assert set(answer) == {"score", "start", "end", "answer"} and 0.0 < answer["score"] <= 1.0
+        assert context[answer["start"] : answer["end"]] == answer["answer"]
+
+    # The command line: "question<TAB>context" lines; a question without its context is refused.
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{rows['question'][1]}\t{rows['context'][1]}\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == expected[1]
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is big?\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 2
+    assert "(question, context) pairs" in capsys.readouterr().err

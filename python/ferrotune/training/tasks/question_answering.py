@@ -69,7 +69,6 @@ class QuestionAnswering(Task):
     peft_task_type = "QUESTION_ANS"
     pipeline_tag = "question-answering"
     label_column = None
-    predicts = False
     default_max_length = 384
 
     def __init__(self) -> None:
@@ -220,15 +219,75 @@ class QuestionAnswering(Task):
 
     # ---- Prediction
 
-    def check_predicts(self) -> None:
-        raise ConfigError(
-            "predict does not serve question-answering models yet: load this folder with transformers' "
-            "AutoModelForQuestionAnswering (+ peft's PeftModel) or pipeline('question-answering', model=...)"
-        )
+    def saved_options(self, config: Any) -> dict[str, Any]:
+        return {"doc_stride": config.doc_stride, "n_best": config.n_best, "max_answer_length": config.max_answer_length}
 
-    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
-        self.check_predicts()
-        return []  # pragma: no cover - check_predicts raised
+    def predict_options(self, saved: dict[str, Any]) -> dict[str, Any]:
+        return {key: saved[key] for key in ("doc_stride", "n_best", "max_answer_length") if key in saved}
+
+    def predict(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *, batch_size: int,
+                max_length: int | None, label_names: list[str] | None, doc_stride: int = 128, n_best: int = 20,
+                max_answer_length: int = 30) -> list[Any]:  # fmt: skip
+        """The answer to each question (``texts``) in its context (``pairs``): ``{"score", "start", "end",
+        "answer"}`` as the question-answering pipeline returned it (transformers 5 no longer has one). The span is
+        the course's post-processing's (:func:`best_answers`, over all windows of a long context, with the run's
+        ``--doc-stride``, ``--n-best`` and ``--max-answer-length``); ``score`` is its probability in its window
+        (softmax of the start logits times softmax of the end logits, as the pipeline scored spans)."""
+        import torch
+
+        if pairs is None or len(pairs) != len(texts):
+            raise ConfigError(
+                "question answering reads (question, context) pairs: give each question its context (Python: "
+                "predict(model, questions, contexts); command line: 'question<TAB>context' lines, or --text-column "
+                "and --text-pair-column)"
+            )
+        for i, (question, context) in enumerate(zip(texts, pairs)):
+            if not isinstance(question, str) or not isinstance(context, str):
+                raise ConfigError(f"pair {i}: the question and the context must be strings")
+        if not texts:
+            return []
+        encoded, windows = encode_windows(tokenizer, texts, pairs, [(0, 0)] * len(texts), max_length or 384,
+                                          doc_stride)  # fmt: skip
+        keys = [key for key in MODEL_INPUTS if key in encoded]
+        ids = encoded["input_ids"]
+        starts: list[np.ndarray] = [np.empty(0)] * len(ids)
+        ends: list[np.ndarray] = [np.empty(0)] * len(ids)
+        order = np.argsort([len(row) for row in ids], kind="stable")
+        with torch.no_grad():
+            for first in range(0, len(order), batch_size):
+                chosen = order[first : first + batch_size]
+                batch = tokenizer.pad([{key: encoded[key][i] for key in keys} for i in chosen], return_tensors="pt")
+                logits = self.logits(model(**batch)).float().numpy()
+                for row, i in zip(logits, chosen):
+                    row = row[: len(ids[i])] if tokenizer.padding_side == "right" else row[len(row) - len(ids[i]) :]
+                    starts[i], ends[i] = row[:, 0], row[:, 1]
+        # Each window on its own (the best over a question's windows is the best of the windows' bests), so that
+        # the winning window is known for its probability.
+        per_window = best_answers(starts, ends, range(len(ids)), windows["offsets"],
+                                  [pairs[e] for e in windows["example"]], n_best, max_answer_length)  # fmt: skip
+        best: list[tuple[float, int] | None] = [None] * len(texts)
+        for window, (found, example) in enumerate(zip(per_window, windows["example"])):
+            score = found["logit_score"]
+            if score is not None and (best[example] is None or score > best[example][0]):
+                best[example] = (score, window)
+        results = []
+        for chosen in best:
+            if chosen is None:  # no valid span in any window
+                results.append({"score": 0.0, "start": 0, "end": 0, "answer": ""})
+                continue
+            window = chosen[1]
+            found, offsets = per_window[window], windows["offsets"][window]
+            start_token = next(k for k, o in enumerate(offsets) if o is not None and o[0] == found["start"])
+            end_token = max(k for k, o in enumerate(offsets) if o is not None and o[1] == found["end"])
+            probability = softmax(starts[window])[start_token] * softmax(ends[window])[end_token]
+            results.append({"score": float(probability), "start": found["start"], "end": found["end"],
+                            "answer": found["answer"]})  # fmt: skip
+        return results
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
 
 
 # --------------------------------------------------------------------------------------------------
