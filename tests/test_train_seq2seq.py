@@ -222,9 +222,11 @@ def test_stop_and_resume_gives_the_uninterrupted_run(tiny_t5, data, tmp_path):
 def test_full_fine_tuning_without_generation(tiny_t5, data, tmp_path):
     import ferrotune
 
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "eval_predictions.jsonl").write_text("{}\n")  # an earlier run's: deleted by overwrite
     result = ferrotune.train(**options(
         tiny_t5, *data, tmp_path / "run", lora_r=0, learning_rate=1e-3, generation_max_length=0, max_train_examples=32,
-        epochs=1, source_prefix=None,
+        epochs=1, source_prefix=None, overwrite_output_dir=True,
     ))  # fmt: skip
     assert result.status == "finished" and set(result.eval_metrics) == {"eval_loss"}
     assert result.best_step == 1 and (tmp_path / "run" / "best" / "model.safetensors").is_file()

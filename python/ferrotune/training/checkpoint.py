@@ -28,7 +28,8 @@ KEEP_LAST = 2  # complete checkpoints kept: the one just written and the newest 
 STEP_PREFIX = "step-"
 # What a run writes into its output folder (besides the model files, listed in loop.py).
 RUN_FOLDERS = ("checkpoints", "best")
-RUN_FILES = ("metrics.jsonl", "metrics.png", "train_config.json", "ferrotune_task.json")
+# (eval_predictions.jsonl: the texts seq2seq evaluation generated.)
+RUN_FILES = ("metrics.jsonl", "metrics.png", "train_config.json", "ferrotune_task.json", "eval_predictions.jsonl")
 
 
 def capture_rng() -> dict[str, Any]:

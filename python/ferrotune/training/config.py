@@ -41,8 +41,9 @@ class TrainConfig:
     format: str | None = _option(None, f"data format, one of {', '.join(FORMATS)}; default: from the extension")
     column_names: list[str] | None = _option(None, "names of the columns of CSV/TSV files without a header row")
     text_column: str | None = _option(
-        None, "column holding the text (default: preset's, or 'text'; token-classification: the words, 'tokens')"
-    )
+        None, "column holding the text (default: preset's, or 'text'; token-classification: the words, 'tokens'; "
+        "seq2seq: the source, 'source')"
+    )  # fmt: skip
     text_pair_column: str | None = _option(None, "column holding the second text of a pair")
     label_column: str | None = _option(
         None, "column holding the label (default: preset's, or 'label'; token-classification: the tags, 'ner_tags')"
