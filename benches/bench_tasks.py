@@ -7,7 +7,8 @@
   qa    SQuAD v1.1 dev split by article (see the README: the first 38 articles train, the last 10 evaluate): the
         course's preprocess_training_examples / preprocess_validation_examples (max_length 384, stride 128) in
         datasets.map, default_data_collator, AutoModelForQuestionAnswering + LoRA (QUESTION_ANS), the course's n-best
-        post-processing and SQuAD exact match / F1 (ferrotune's implementation on both paths, so only speed differs)
+        post-processing and SQuAD exact match / F1 in percent (ferrotune's best_answers and squad_scores on both
+        paths, tested equal to the course's code and the official script, so only the training path differs)
 
 Reported per task and path: preprocessing seconds (tokenization + label alignment / answer mapping of the training
 set, min of --repeats; reading the files is left out on both paths), end-to-end wall seconds (reading, preprocessing,
@@ -38,7 +39,7 @@ PATHS = ("transformers", "ferrotune")
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"]}
 NER_MAX_LENGTH = 128
 QA_MAX_LENGTH, QA_STRIDE = 384, 128
-QUICK = {"limit": 96, "eval_limit": 48, "epochs": 1, "repeats": 1}
+QUICK = {"limit": 48, "eval_limit": 24, "epochs": 1, "repeats": 1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -252,11 +253,185 @@ def ner_ferrotune(args: argparse.Namespace, model_dir: Path, output_dir: Path) -
 
 
 # --------------------------------------------------------------------------------------------------
+# QA: SQuAD v1.1 dev, split by article (the README's split)
+
+
+def squad_split(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
+    """The README's split: articles 1-38 train, 39-48 evaluate (the first --limit / --eval-limit questions used)."""
+    articles = json.loads((args.data_dir / DATA["qa"]).read_text(encoding="utf-8"))["data"]
+    folder.mkdir(parents=True, exist_ok=True)
+    train, evaluation = folder / "squad-train.json", folder / "squad-eval.json"
+    train.write_text(json.dumps({"version": "1.1", "data": articles[:38]}), encoding="utf-8")
+    evaluation.write_text(json.dumps({"version": "1.1", "data": articles[38:]}), encoding="utf-8")
+    return train, evaluation
+
+
+def squad_rows(path: Path, limit: int | None) -> dict[str, list]:
+    from ferrotune.sources import DataFiles
+
+    table = DataFiles(path, "squad").read()
+    return (table.slice(0, limit) if limit is not None else table).to_pydict()
+
+
+def course_qa_datasets(tokenizer, rows: dict[str, list], validation: bool):
+    """The course's preprocess_training_examples / preprocess_validation_examples over datasets.map."""
+    import datasets
+
+    def preprocess_training_examples(examples):
+        questions = [q.strip() for q in examples["question"]]
+        inputs = tokenizer(questions, examples["context"], max_length=QA_MAX_LENGTH, truncation="only_second",
+                           stride=QA_STRIDE, return_overflowing_tokens=True, return_offsets_mapping=True,
+                           padding="max_length")  # fmt: skip
+        offset_mapping = inputs.pop("offset_mapping")
+        sample_map = inputs.pop("overflow_to_sample_mapping")
+        answers = examples["answers"]
+        start_positions, end_positions = [], []
+        for i, offset in enumerate(offset_mapping):
+            answer = answers[sample_map[i]]
+            start_char = answer["answer_start"][0]
+            end_char = answer["answer_start"][0] + len(answer["text"][0])
+            sequence_ids = inputs.sequence_ids(i)
+            idx = 0
+            while sequence_ids[idx] != 1:
+                idx += 1
+            context_start = idx
+            while sequence_ids[idx] == 1:
+                idx += 1
+            context_end = idx - 1
+            if offset[context_start][0] > start_char or offset[context_end][1] < end_char:
+                start_positions.append(0)
+                end_positions.append(0)
+            else:
+                idx = context_start
+                while idx <= context_end and offset[idx][0] <= start_char:
+                    idx += 1
+                start_positions.append(idx - 1)
+                idx = context_end
+                while idx >= context_start and offset[idx][1] >= end_char:
+                    idx -= 1
+                end_positions.append(idx + 1)
+        inputs["start_positions"] = start_positions
+        inputs["end_positions"] = end_positions
+        return inputs
+
+    def preprocess_validation_examples(examples):
+        questions = [q.strip() for q in examples["question"]]
+        inputs = tokenizer(questions, examples["context"], max_length=QA_MAX_LENGTH, truncation="only_second",
+                           stride=QA_STRIDE, return_overflowing_tokens=True, return_offsets_mapping=True,
+                           padding="max_length")  # fmt: skip
+        sample_map = inputs.pop("overflow_to_sample_mapping")
+        example_ids = []
+        for i in range(len(inputs["input_ids"])):
+            example_ids.append(examples["id"][sample_map[i]])
+            sequence_ids = inputs.sequence_ids(i)
+            offset = inputs["offset_mapping"][i]
+            inputs["offset_mapping"][i] = [o if sequence_ids[k] == 1 else None for k, o in enumerate(offset)]
+        inputs["example_id"] = example_ids
+        return inputs
+
+    raw = datasets.Dataset.from_dict(rows)
+    function = preprocess_validation_examples if validation else preprocess_training_examples
+    return raw.map(function, batched=True, remove_columns=raw.column_names)
+
+
+def ferrotune_qa_features(tokenizer, rows: dict[str, list]):
+    import pyarrow as pa
+    from ferrotune.training.tasks import task_for
+
+    return task_for("question-answering").features(
+        tokenizer, pa.table(rows), QA_MAX_LENGTH, QA_STRIDE, with_offsets=False
+    )
+
+
+def qa_preprocessing(args: argparse.Namespace, model_dir: Path) -> dict:
+    import transformers
+    from ferrotune.training.modeling import load_tokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        train, _ = squad_split(args, Path(scratch))
+        rows = squad_rows(train, args.limit)
+    reference = transformers.AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    course = course_qa_datasets(reference, rows, validation=False)
+    ours, windows = ferrotune_qa_features(tokenizer, rows)
+    # The same windows and labels (the course pads every window to max_length; ferrotune pads per batch).
+    unpadded = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(course["input_ids"], course["attention_mask"])]
+    assert ours.column("input_ids").to_pylist() == unpadded, "input_ids differ from the course's"
+    assert windows["start_positions"] == course["start_positions"], "start positions differ from the course's"
+    assert windows["end_positions"] == course["end_positions"], "end positions differ from the course's"
+    timings = {
+        "transformers": best_of(args.repeats, lambda: course_qa_datasets(reference, rows, validation=False)),
+        "ferrotune": best_of(args.repeats, lambda: ferrotune_qa_features(tokenizer, rows)),
+    }
+    return {"examples": len(rows["id"]), "tokens": int(sum(map(len, unpadded))), "seconds": timings}
+
+
+def qa_transformers(args: argparse.Namespace, model_dir: Path, output_dir: Path) -> dict:
+    start = time.perf_counter()
+    import numpy as np
+    import transformers
+    from ferrotune.training.tasks.question_answering import best_answers, squad_scores
+    from peft import LoraConfig, get_peft_model
+
+    train_file, eval_file = squad_split(args, output_dir / "data")
+    train_rows, eval_rows = squad_rows(train_file, args.limit), squad_rows(eval_file, args.eval_limit)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    train = course_qa_datasets(tokenizer, train_rows, validation=False)
+    validation = course_qa_datasets(tokenizer, eval_rows, validation=True)
+    transformers.set_seed(args.seed)
+    model = transformers.AutoModelForQuestionAnswering.from_pretrained(model_dir)
+    model = get_peft_model(model, LoraConfig(**lora_options("QUESTION_ANS")))
+    counts = {"real": 0, "padded": 0}
+    collator = counting(transformers.default_data_collator, model, counts)
+    trainer = transformers.Trainer(model=model, args=trainer_arguments(args, output_dir), train_dataset=train,
+                                   data_collator=collator)  # fmt: skip
+    train_start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - train_start
+    prediction = trainer.predict(validation.remove_columns(["example_id", "offset_mapping"]))
+    start_logits, end_logits = prediction.predictions[:2] if isinstance(prediction.predictions, tuple) else (
+        prediction.predictions[0], prediction.predictions[1])  # fmt: skip
+    index = {example_id: i for i, example_id in enumerate(eval_rows["id"])}
+    answers = best_answers(list(np.asarray(start_logits)), list(np.asarray(end_logits)),
+                           [index[e] for e in validation["example_id"]], validation["offset_mapping"],
+                           eval_rows["context"])  # fmt: skip
+    scores = squad_scores([a["answer"] for a in answers], [a["text"] for a in eval_rows["answers"]])
+    return {
+        "wall_seconds": time.perf_counter() - start, "train_seconds": train_seconds, "real_tokens": counts["real"],
+        "padded_tokens": counts["padded"], "exact_match": scores["exact_match"], "f1": scores["f1"],
+    }  # fmt: skip
+
+
+def qa_ferrotune(args: argparse.Namespace, model_dir: Path, output_dir: Path) -> dict:
+    start = time.perf_counter()
+    import ferrotune
+
+    train_file, eval_file = squad_split(args, output_dir / "data")
+    result = ferrotune.train(
+        model=str(model_dir), task="question-answering", train=str(train_file), eval=str(eval_file),
+        output_dir=str(output_dir / "run"), max_train_examples=args.limit, max_eval_examples=args.eval_limit,
+        max_length=QA_MAX_LENGTH, doc_stride=QA_STRIDE, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
+        lora_dropout=LORA["lora_dropout"], lora_targets=LORA["target_modules"], learning_rate=args.learning_rate,
+        batch_size=args.batch_size, eval_batch_size=64, epochs=args.epochs, seed=args.seed, log="quiet",
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    real, padded = ferrotune_tokens(output_dir / "run")
+    metrics = result.eval_metrics
+    return {
+        "wall_seconds": wall, "train_seconds": result.train_seconds, "real_tokens": real, "padded_tokens": padded,
+        "exact_match": metrics["eval_exact_match"], "f1": metrics["eval_f1"],
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
 # Driver
 
-PREPROCESSING = {"ner": ner_preprocessing}
-RUNS = {"ner": {"transformers": ner_transformers, "ferrotune": ner_ferrotune}}
-METRICS = {"ner": ("precision", "recall", "f1")}
+PREPROCESSING = {"ner": ner_preprocessing, "qa": qa_preprocessing}
+RUNS = {
+    "ner": {"transformers": ner_transformers, "ferrotune": ner_ferrotune},
+    "qa": {"transformers": qa_transformers, "ferrotune": qa_ferrotune},
+}
+METRICS = {"ner": ("precision", "recall", "f1"), "qa": ("exact_match", "f1")}
 DATA = {"ner": Path("conll2003") / "train.txt", "qa": Path("squad") / "dev-v1.1.json"}
 
 

@@ -856,25 +856,39 @@ class Tokenizer:
             ranges=raw["_sequence_ranges"].tolist(),
         )
 
-    def _encode_words(self, sentences: list[list[str]], max_length: int) -> dict[str, np.ndarray]:
-        """Sentences split into words, encoded with special tokens and truncated to ``max_length``, in one call:
-        flat ``input_ids`` (with ``token_type_ids`` / ``attention_mask`` as the model takes them), ``_word_ids``
-        (-1 on special tokens) and the rows' ``_starts``, for code that aligns word labels in NumPy (training's
-        token classification) rather than row by row through ``word_ids(i)``."""
+    def _encode_flat(
+        self,
+        texts: list[Any],
+        pairs: list[Any] | None = None,
+        *,
+        max_length: int,
+        stride: int = 0,
+        truncation: str = "longest_first",
+        is_split_into_words: bool = False,
+        return_overflowing_tokens: bool = False,
+        return_offsets_mapping: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """One core call for code that works on whole batches in NumPy (training's token classification and
+        question answering) rather than row by row through ``word_ids(i)`` / ``sequence_ids(i)``: the inputs
+        encoded with special tokens and truncated, as flat arrays: ``input_ids`` (and ``token_type_ids`` /
+        ``attention_mask`` as the model takes them, ``offset_mapping`` as start, end pairs), ``_word_ids`` and
+        ``_sequence_ids`` (-1 on special tokens), ``overflow_to_sample_mapping`` with overflow windows, and the
+        rows' boundaries ``_starts``."""
         call = {
-            "texts": sentences, "pairs": None, "add_special_tokens": True,
-            "truncation": (int(max_length), 0, "longest_first", self.truncation_side), "padding": "do_not_pad",
+            "texts": texts, "pairs": pairs, "add_special_tokens": True,
+            "truncation": (int(max_length), int(stride), truncation, self.truncation_side), "padding": "do_not_pad",
             "padding_length": None, "pad_to_multiple_of": None, "padding_side": self.padding_side,
             "pad_id": self.pad_token_id or 0, "pad_type_id": self.pad_token_type_id,
-            "return_overflowing_tokens": False, "is_split_into_words": True,
+            "return_overflowing_tokens": return_overflowing_tokens, "is_split_into_words": is_split_into_words,
         }  # fmt: skip
         raw = self._core.encode_batch(
             **call,
             return_token_type_ids="token_type_ids" in self.model_input_names,
             return_attention_mask="attention_mask" in self.model_input_names,
+            return_offsets_mapping=return_offsets_mapping,
             return_alignment=True,
         )
-        return {key: value for key, value in raw.items() if key not in ("_sequence_ids", "_sequence_ranges", "_width")}
+        return {key: value for key, value in raw.items() if key not in ("_sequence_ranges", "_width")}
 
     def _compute_offsets(self, call: dict[str, Any]) -> list[list[tuple[int, int]]]:
         """The character offsets of the rows a call with ``call``'s core arguments produced, as tuples."""

@@ -128,7 +128,8 @@ class QuestionAnswering(Task):
 
     # ---- Batches and loss
 
-    def features(self, tokenizer: Any, table: Any, max_length: int, stride: int) -> tuple[Any, dict[str, Any]]:
+    def features(self, tokenizer: Any, table: Any, max_length: int, stride: int,
+                 with_offsets: bool = True) -> tuple[Any, dict[str, Any]]:  # fmt: skip
         """The windows of every question (:func:`encode_windows`) as an Arrow table of model inputs and ``labels``
         (start, end, row), and what evaluation keeps of them."""
         import pyarrow as pa
@@ -136,10 +137,12 @@ class QuestionAnswering(Task):
         answers = table.column("answers").to_pylist()
         first = [(a["answer_start"][0], a["answer_start"][0] + len(a["text"][0])) for a in answers]
         encoded, windows = encode_windows(tokenizer, table.column("question").to_pylist(),
-                                          table.column("context").to_pylist(), first, max_length, stride)  # fmt: skip
-        columns = {name: pa.array(encoded[name], pa.list_(pa.int64())) for name in MODEL_INPUTS if name in encoded}
-        labels = [[s, e, i] for i, (s, e) in enumerate(zip(windows["start_positions"], windows["end_positions"]))]
-        columns["labels"] = pa.array(labels, pa.list_(pa.int64()))
+                                          table.column("context").to_pylist(), first, max_length, stride,
+                                          with_offsets=with_offsets)  # fmt: skip
+        columns = {name: window_rows(encoded, name) for name in MODEL_INPUTS if name in encoded}
+        count = len(windows["example"])
+        labels = np.stack([windows["start_positions"], windows["end_positions"], np.arange(count)], axis=1)
+        columns["labels"] = pa.FixedSizeListArray.from_arrays(pa.array(labels.reshape(-1).astype(np.int64)), 3)
         return pa.table(columns), windows
 
     def encode(self, tokenizer: Any, table: Any, max_length: int, config: Any = None) -> Any:
@@ -156,7 +159,7 @@ class QuestionAnswering(Task):
     def train_loader(self, config: Any, tokenizer: Any, table: Any, rank: int, world: int) -> Any:
         """Padded batches of windows, reshuffled each epoch (length-bucketed unless ``--bucketing none``), this
         rank's share (the windows of a question may fall in different batches, as with the course's Trainer)."""
-        encoded, _ = self.features(tokenizer, table, config.max_length, config.doc_stride)
+        encoded, _ = self.features(tokenizer, table, config.max_length, config.doc_stride, with_offsets=False)
         return SentenceBatches(encoded, self.eval_collator(tokenizer), config.batch_size, config.seed,
                                config.bucketing == "length", rank, world)  # fmt: skip
 
@@ -248,22 +251,24 @@ class QuestionAnswering(Task):
             return []
         encoded, windows = encode_windows(tokenizer, texts, pairs, [(0, 0)] * len(texts), max_length or 384,
                                           doc_stride)  # fmt: skip
-        keys = [key for key in MODEL_INPUTS if key in encoded]
-        ids = encoded["input_ids"]
-        starts: list[np.ndarray] = [np.empty(0)] * len(ids)
-        ends: list[np.ndarray] = [np.empty(0)] * len(ids)
-        order = np.argsort([len(row) for row in ids], kind="stable")
+        bounds = encoded["_starts"]
+        lengths = np.diff(bounds)
+        rows = {key: np.split(encoded[key], bounds[1:-1]) for key in MODEL_INPUTS if key in encoded}
+        starts: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        ends: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        order = np.argsort(lengths, kind="stable")
         with torch.no_grad():
             for first in range(0, len(order), batch_size):
                 chosen = order[first : first + batch_size]
-                batch = tokenizer.pad([{key: encoded[key][i] for key in keys} for i in chosen], return_tensors="pt")
+                batch = tokenizer.pad([{key: rows[key][i] for key in rows} for i in chosen], return_tensors="pt")
                 logits = self.logits(model(**batch)).float().numpy()
                 for row, i in zip(logits, chosen):
-                    row = row[: len(ids[i])] if tokenizer.padding_side == "right" else row[len(row) - len(ids[i]) :]
+                    n = lengths[i]
+                    row = row[:n] if tokenizer.padding_side == "right" else row[len(row) - n :]
                     starts[i], ends[i] = row[:, 0], row[:, 1]
         # Each window on its own (the best over a question's windows is the best of the windows' bests), so that
         # the winning window is known for its probability.
-        per_window = best_answers(starts, ends, range(len(ids)), windows["offsets"],
+        per_window = best_answers(starts, ends, range(len(lengths)), windows["offsets"],
                                   [pairs[e] for e in windows["example"]], n_best, max_answer_length)  # fmt: skip
         best: list[tuple[float, int] | None] = [None] * len(texts)
         for window, (found, example) in enumerate(zip(per_window, windows["example"])):
@@ -337,46 +342,73 @@ def answer_lists(values: Any, source: Any, ids: list[str]) -> list[tuple[list[st
 
 
 def encode_windows(tokenizer: Any, questions: list[str], contexts: list[str], answers: Sequence[tuple[int, int]],
-                   max_length: int, stride: int) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    """The course's ``preprocess_training_examples`` and ``preprocess_validation_examples`` in one pass: the
-    tokenizer's windows (``truncation="only_second"``, ``stride``, no padding) and, for each window, its question
-    (``example``), its offsets with None outside the context (``offsets``) and the token positions of the answer
-    ``(start_char, end_char)`` of its question, or (0, 0) when the window does not hold all of it."""
+                   max_length: int, stride: int, *,
+                   with_offsets: bool = True) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """The course's ``preprocess_training_examples`` and ``preprocess_validation_examples`` in one pass, for all
+    windows at once: the tokenizer's windows (``truncation="only_second"``, ``stride``, no padding) as flat arrays
+    (``encoded``: ``input_ids``, ... and the rows' ``_starts``) and, for each window, its question (``example``),
+    the token positions of the answer ``(start_char, end_char)`` of its question, or (0, 0) when the window does not
+    hold all of it (``start_positions`` / ``end_positions``, the course's loops computed in NumPy), and with
+    ``with_offsets`` its offsets with None outside the context (``offsets``, what the post-processing reads)."""
     try:
-        encoded = tokenizer([q.strip() for q in questions], contexts, max_length=max_length, truncation="only_second",
-                            stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)  # fmt: skip
+        encoded = tokenizer._encode_flat([q.strip() for q in questions], contexts, max_length=max_length,
+                                         stride=stride, truncation="only_second", return_overflowing_tokens=True,
+                                         return_offsets_mapping=True)  # fmt: skip
     except (InvalidArgumentError, TokenizationError) as error:  # a question too long for the window (and stride)
         raise DataError(
             f"cannot cut the contexts into windows of {max_length} tokens overlapping by {stride}: {error} (a "
             "question leaves too little room for its context: use a larger --max-length or a smaller --doc-stride)"
         ) from error
-    example_of = encoded["overflow_to_sample_mapping"]
-    starts, ends, offsets_of = [], [], []
-    for i, offsets in enumerate(encoded["offset_mapping"]):
-        sequence_ids = encoded.sequence_ids(i)
-        context_tokens = [k for k, s in enumerate(sequence_ids) if s == 1]
-        offsets_of.append([tuple(o) if sequence_ids[k] == 1 else None for k, o in enumerate(offsets)])
-        start_char, end_char = answers[example_of[i]]
-        if not context_tokens:  # no room for the context (a question of about max_length tokens)
-            raise DataError(
-                f"question {example_of[i]} ({questions[example_of[i]][:60]!r}) leaves no room for its context in "
-                f"{max_length} tokens: use a larger --max-length or a shorter question"
-            )
-        context_start, context_end = context_tokens[0], context_tokens[-1]
-        if offsets[context_start][0] > start_char or offsets[context_end][1] < end_char:
-            starts.append(0)
-            ends.append(0)
-            continue
-        idx = context_start
-        while idx <= context_end and offsets[idx][0] <= start_char:
-            idx += 1
-        starts.append(idx - 1)
-        idx = context_end
-        while idx >= context_start and offsets[idx][1] >= end_char:
-            idx -= 1
-        ends.append(idx + 1)
-    windows = {"example": list(example_of), "offsets": offsets_of, "start_positions": starts, "end_positions": ends}
+    bounds = encoded["_starts"]
+    example = encoded["overflow_to_sample_mapping"]
+    offsets = encoded.pop("offset_mapping").reshape(-1, 2)
+    in_context = encoded.pop("_sequence_ids") == 1
+    lengths = np.diff(bounds)
+    window = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(window))
+    context_start = np.full(len(lengths), len(window))
+    np.minimum.at(context_start, window[in_context], position[in_context])
+    context_end = np.full(len(lengths), -1)
+    np.maximum.at(context_end, window[in_context], position[in_context])
+    empty = np.flatnonzero(context_end < 0)
+    if len(empty):  # no room for the context (a question of about max_length tokens)
+        question = int(example[empty[0]])
+        raise DataError(
+            f"question {question} ({questions[question][:60]!r}) leaves no room for its context in {max_length} "
+            "tokens: use a larger --max-length or a shorter question"
+        )
+    answer = np.asarray(answers, dtype=np.int64).reshape(-1, 2)[example]
+    start_char, end_char = answer[:, 0], answer[:, 1]
+    outside = (offsets[context_start, 0] > start_char) | (offsets[context_end, 1] < end_char)
+    # The course walks from the context's start while offset start <= start_char: the start is the token before
+    # the first context token past start_char (or the context's last); and back from its end while offset end >=
+    # end_char: the end is the token after the last context token ending before end_char (or the context's first).
+    past = np.full(len(lengths), len(window))
+    chosen = in_context & (offsets[:, 0] > start_char[window])
+    np.minimum.at(past, window[chosen], position[chosen])
+    start_token = np.minimum(past, context_end + 1) - 1
+    before = np.full(len(lengths), -1)
+    chosen = in_context & (offsets[:, 1] < end_char[window])
+    np.maximum.at(before, window[chosen], position[chosen])
+    end_token = np.maximum(before, context_start - 1) + 1
+    start_positions = np.where(outside, 0, start_token - bounds[:-1])
+    end_positions = np.where(outside, 0, end_token - bounds[:-1])
+    windows = {"example": example.tolist(), "start_positions": start_positions.tolist(),
+               "end_positions": end_positions.tolist()}  # fmt: skip
+    if with_offsets:
+        pairs = list(zip(offsets[:, 0].tolist(), offsets[:, 1].tolist()))
+        kept = in_context.tolist()
+        masked = [pair if keep else None for pair, keep in zip(pairs, kept)]
+        edges = bounds.tolist()
+        windows["offsets"] = [masked[a:b] for a, b in zip(edges[:-1], edges[1:])]
     return encoded, windows
+
+
+def window_rows(encoded: dict[str, np.ndarray], name: str) -> Any:
+    """A flat column of :func:`encode_windows` as an Arrow list<int64> array, one row per window."""
+    import pyarrow as pa
+
+    return pa.ListArray.from_arrays(pa.array(encoded["_starts"].astype(np.int32)), pa.array(encoded[name]))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -142,8 +142,9 @@ class TokenClassification(Task):
 
         label_all = bool(config is not None and config.label_all_tokens)
         sentences = table.column("words").to_pylist()
-        raw = tokenizer._encode_words(sentences, max_length)
+        raw = tokenizer._encode_flat(sentences, max_length=max_length, is_split_into_words=True)
         starts, word_ids = raw.pop("_starts"), raw.pop("_word_ids")
+        raw.pop("_sequence_ids")
         offsets = pa.array(starts.astype(np.int32))
         labels, inside = (combined(table.column(name)) for name in ("labels", "inside_labels"))
         aligned = align_word_labels(word_ids, starts, labels, inside if label_all else None)
