@@ -182,8 +182,10 @@ def test_short_run_writes_a_reloadable_adapter(tmp_path):
     total, items = 0.0, 0
     with torch.no_grad():
         for _, batch in build_eval_batches(run_config, task, tokenizer, table):
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            total += task.loss(model(**inputs).logits, batch["labels"]).item()
+            output = model(**batch)  # transformers' own loss: the mean over the masked tokens
+            summed = task.loss(output.logits, batch["labels"]).item()
+            assert summed / task.loss_items(batch) == pytest.approx(output.loss.item(), rel=1e-5)
+            total += summed
             items += task.loss_items(batch)
     assert total / items == pytest.approx(loss, rel=1e-4)
     with pytest.raises(ConfigError, match="fill-mask"):
