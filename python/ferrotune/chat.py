@@ -261,4 +261,146 @@ def apply_chat_template(
     return out
 
 
-__all__ = ["ChatTemplateError", "apply_chat_template", "get_chat_template", "render"]
+# --------------------------------------------------------------------------------------------------
+# Loss masks for supervised fine-tuning
+
+LOSS_ON = ("assistant", "last_assistant", "all", "completion")
+
+
+class ChatMaskError(InvalidInputError):
+    """A conversation whose loss mask cannot be computed exactly, or would be empty."""
+
+
+def tokenize_conversations(
+    tokenizer: Any,
+    conversations: list[list[dict]],
+    *,
+    completions: list[list[dict]] | None = None,
+    loss_on: str = "assistant",
+    max_length: int | None = None,
+    on_empty: str = "error",
+    chat_template: str | None = None,
+    **template_kwargs: Any,
+) -> dict[str, Any]:
+    """Token ids and labels of conversations for supervised fine-tuning: ``labels`` are the ids where the loss
+    applies and -100 elsewhere.
+
+    ``loss_on``: ``"assistant"`` (every assistant message: its content and the end-of-turn tokens the template
+    writes after it), ``"last_assistant"`` (the last one only), ``"all"`` (every token), ``"completion"``
+    (``conversations`` are prompts and ``completions`` their answers: the loss on the answers only).
+
+    Where the template has ``{% generation %}`` blocks, the assistant spans are those blocks (transformers'
+    ``assistant_masks``). Otherwise they come from the message structure: for an assistant message ``k``, the
+    conversation up to ``k`` rendered with ``add_generation_prompt=True`` gives the prompt and the conversation
+    through ``k`` the prompt plus the answer; both token sequences must be prefixes of the whole conversation's
+    tokens (a template that renders earlier turns differently once later ones exist fails here, with an error
+    naming the conversation, never with a wrong mask), and the answer's tokens are those between the two.
+
+    Conversations longer than ``max_length`` tokens are cut (right). A conversation left with no token to learn
+    (no assistant message, or all of it cut away) is an error (``on_empty="error"``) or is left out
+    (``on_empty="drop"``), counted in ``dropped`` (its index in ``dropped_indices``) — never trained on silently.
+    Returns ``{"input_ids": [...], "labels": [...], "dropped": n, "dropped_indices": [...], "kept": [...]}``."""
+    if loss_on not in LOSS_ON:
+        raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
+    if on_empty not in ("error", "drop"):
+        raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
+    if (completions is None) != (loss_on != "completion"):
+        raise InvalidArgumentError("completions are given with loss_on='completion', and only then")
+    if completions is not None and len(completions) != len(conversations):
+        raise InvalidInputError(f"{len(conversations)} prompts but {len(completions)} completions")
+    template = get_chat_template(tokenizer, chat_template, template_kwargs.get("tools"))
+    variables = {**tokenizer.special_tokens_map, **template_kwargs}
+    tools, documents = variables.pop("tools", None), variables.pop("documents", None)
+    whole = [
+        list(c) + list(completions[i]) if completions is not None else list(c) for i, c in enumerate(conversations)
+    ]
+    for index, conversation in enumerate(whole):
+        if not conversation or not all(isinstance(m, dict) for m in conversation):
+            raise InputTypeError(f"conversation {index}: a conversation is a non-empty list of message dicts")
+
+    def render_all(chats: list[list[dict]], prompt: bool) -> list[str]:
+        texts, _ = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in chats],
+                          template, tools=tools, documents=documents, add_generation_prompt=prompt,
+                          continue_final_message=False, variables=variables)  # fmt: skip
+        return texts
+
+    def ids_of(texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    texts, generation = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in whole],
+                               template, tools=tools, documents=documents, add_generation_prompt=False,
+                               continue_final_message=False, variables=variables)  # fmt: skip
+    full = ids_of(texts)
+    spans: list[list[tuple[int, int]]] = [[] for _ in whole]  # token spans [start, end) of the loss
+    if loss_on == "all":
+        spans = [[(0, len(ids))] for ids in full]
+    elif loss_on == "completion":
+        prompts = ids_of(render_all([list(c) for c in conversations], True))
+        for index, (prompt, ids) in enumerate(zip(prompts, full)):
+            _check_prefix(prompt, ids, index, "the prompt with its generation prompt")
+            spans[index] = [(len(prompt), len(ids))]
+    elif _GENERATION_TAG.search(template):
+        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for index, char_spans in enumerate(generation):
+            chosen = char_spans[-1:] if loss_on == "last_assistant" else char_spans
+            for start, end in chosen:
+                start_token = encoded.char_to_token(index, start)
+                end_token = encoded.char_to_token(index, end - 1) if end > start else None
+                if start_token is None:
+                    break
+                spans[index].append((start_token, (end_token + 1) if end_token is not None else len(full[index])))
+    else:
+        # The prompt and the answer of every assistant message, rendered in one batch.
+        requests = [(index, k) for index, chat in enumerate(whole) for k, message in enumerate(chat)
+                    if message.get("role") == "assistant"]  # fmt: skip
+        if loss_on == "last_assistant":
+            last = {index: k for index, k in requests}
+            requests = [(index, k) for index, k in requests if last[index] == k]
+        prompts = ids_of(render_all([whole[index][:k] for index, k in requests], True)) if requests else []
+        answers = ids_of(render_all([whole[index][: k + 1] for index, k in requests], False)) if requests else []
+        for (index, k), prompt, answer in zip(requests, prompts, answers):
+            _check_prefix(prompt, full[index], index, f"the conversation up to message {k} (generation prompt added)")
+            _check_prefix(answer, full[index], index, f"the conversation through message {k}")
+            if len(answer) < len(prompt):
+                raise ChatMaskError(f"conversation {index}: message {k} renders shorter than its prompt")
+            spans[index].append((len(prompt), len(answer)))
+    input_ids, labels, kept, dropped = [], [], [], []
+    for index, (ids, chosen) in enumerate(zip(full, spans)):
+        length = len(ids) if max_length is None else min(len(ids), max_length)
+        label = [-100] * length
+        for start, end in chosen:
+            for position in range(start, min(end, length)):
+                label[position] = ids[position]
+        if all(value == -100 for value in label):
+            if on_empty == "error":
+                reason = "has no assistant message" if not chosen else f"loses its answer to max_length={max_length}"
+                raise ChatMaskError(
+                    f"conversation {index} {reason}: it has no token to learn (pass on_empty='drop' to leave such "
+                    "conversations out, counted)"
+                )
+            dropped.append(index)
+            continue
+        kept.append(index)
+        input_ids.append(ids[:length])
+        labels.append(label)
+    return {"input_ids": input_ids, "labels": labels, "kept": kept, "dropped": len(dropped),
+            "dropped_indices": dropped}  # fmt: skip
+
+
+def _check_prefix(prefix: list[int], ids: list[int], index: int, what: str) -> None:
+    if ids[: len(prefix)] != prefix:
+        position = next((i for i, (a, b) in enumerate(zip(prefix, ids)) if a != b), min(len(prefix), len(ids)))
+        raise ChatMaskError(
+            f"conversation {index}: {what} does not tokenize as a prefix of the whole conversation (first "
+            f"difference at token {position}): the template renders earlier turns differently once later ones "
+            "exist, so the assistant spans cannot be found exactly; add {% generation %} blocks to the template, "
+            "or use loss_on='all' / 'completion'"
+        )
+
+
+__all__ = [
+    "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "get_chat_template", "render",
+    "tokenize_conversations",
+]  # fmt: skip
