@@ -40,6 +40,8 @@ __all__ = ["StreamingLoader"]
 _STATE_FORMAT = 1
 # transformers' DataCollatorWithFlattening default: the first token of each packed sequence is not a target.
 _PACK_SEPARATOR_ID = -100
+# DataCollatorForSeq2Seq's label_pad_token_id: the padding of seq2seq labels, which the loss ignores.
+_LABEL_PAD_ID = -100
 
 
 def _mix(*values: int) -> int:
@@ -70,6 +72,14 @@ class StreamingLoader(IterableDataset):
     ``bucketing``; ``packing`` into padding-free rows). Use it directly (``for batch in loader``)
     or in ``torch.utils.data.DataLoader(loader, batch_size=None, num_workers=...)`` /
     ``torchdata``'s ``StatefulDataLoader`` (whose ``state_dict`` then includes this loader's).
+
+    Seq2seq (``target_column``): the targets are tokenized as ``tokenizer(text_target=...)`` does it, truncated to
+    ``max_target_length`` (default: ``max_length``), and batches are ``DataCollatorForSeq2Seq``'s: ``labels`` padded
+    with -100 to the batch's longest target (rounded up to ``pad_to_multiple_of``), and ``decoder_input_ids`` from
+    ``model.prepare_decoder_input_ids_from_labels`` when ``model`` has it, or the labels shifted right behind
+    ``decoder_start_token_id`` (-100 read as ``pad_token_id``) when that is given. Length buckets sort by the longer
+    of source and target; ``max_tokens`` counts both padded sides, ``rows x (widest source + widest target)``, as
+    do ``stats['tokens']`` / ``stats['padded_tokens']``. Packing is refused (a seq2seq example owns its row).
 
     Labels come out as one dtype for the whole stream: ``label_dtype`` ('int64' class ids or 'float32'
     regression targets), or by default the type of the first unit's labels in file order (JSONL/CSV
@@ -116,6 +126,10 @@ class StreamingLoader(IterableDataset):
         return_tensors: str = "pt",
         rows_per_unit: int = 8192,
         label_dtype: str | None = None,
+        target_column: str | None = None,
+        max_target_length: int | None = None,
+        model: Any = None,
+        decoder_start_token_id: int | None = None,
     ) -> None:
         super().__init__()
         if (text_column is None) == (input_ids_column is None):
@@ -124,6 +138,35 @@ class StreamingLoader(IterableDataset):
             raise InvalidArgumentError("text_pair_column needs text_column")
         if text_column is not None and tokenizer is None:
             raise InvalidArgumentError("a tokenizer is needed to tokenize text_column")
+        if target_column is not None and tokenizer is None:
+            raise InvalidArgumentError("a tokenizer is needed to tokenize target_column")
+        if target_column is None:
+            for name, value in (
+                ("max_target_length", max_target_length),
+                ("model", model),
+                ("decoder_start_token_id", decoder_start_token_id),
+            ):
+                if value is not None:
+                    raise InvalidArgumentError(f"{name} is for seq2seq targets: it needs target_column")
+        else:
+            if label_column is not None:
+                raise InvalidArgumentError(
+                    "the labels of a seq2seq stream are the target_column's tokens: do not pass label_column too"
+                )
+            if packing:
+                raise InvalidArgumentError(
+                    "packing cannot be used with target_column: a seq2seq example (its source and its target) "
+                    "cannot share a row with other examples; use max_tokens with bucketing='length' instead"
+                )
+            if model is not None and decoder_start_token_id is not None:
+                raise InvalidArgumentError(
+                    "give model (its prepare_decoder_input_ids_from_labels makes the decoder inputs) or "
+                    "decoder_start_token_id, not both"
+                )
+            if decoder_start_token_id is not None and (
+                not isinstance(decoder_start_token_id, int) or isinstance(decoder_start_token_id, bool)
+            ):
+                raise InvalidArgumentError(f"decoder_start_token_id must be an int, got {decoder_start_token_id!r}")
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             tokenizer = Tokenizer.from_transformers(tokenizer)
         if bucketing not in ("none", "length"):
@@ -139,6 +182,7 @@ class StreamingLoader(IterableDataset):
             ("max_length", max_length),
             ("pad_to_multiple_of", pad_to_multiple_of),
             ("rows_per_unit", rows_per_unit),
+            ("max_target_length", max_target_length),
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
@@ -163,6 +207,11 @@ class StreamingLoader(IterableDataset):
         self.input_ids_column, self.label_column = input_ids_column, label_column
         self.label_dtype = label_dtype  # None: decided once from the data when first needed
         self.max_length = self._resolve_max_length(tokenizer, truncation, max_length, max_tokens)
+        self.target_column = target_column
+        # transformers' tokenizer(text_target=...) truncates the targets as the inputs, max_target_length replacing
+        # max_length; a max_target_length given alone truncates the targets only.
+        self.max_target_length = max_target_length if max_target_length is not None else self.max_length
+        self.model, self.decoder_start_token_id = model, decoder_start_token_id
         self.truncation_strategy = (
             truncation if isinstance(truncation, str) and truncation != "do_not_truncate" else "longest_first"
         )
@@ -201,10 +250,13 @@ class StreamingLoader(IterableDataset):
                 "text_pair_column": text_pair_column,
                 "input_ids_column": input_ids_column,
                 "label_column": label_column,
+                "target_column": target_column,
             },
         )
         self._columns = [
-            c for c in (text_column, text_pair_column, input_ids_column, type_column, label_column) if c is not None
+            c
+            for c in (text_column, text_pair_column, input_ids_column, type_column, label_column, target_column)
+            if c is not None
         ]
         self._units = [
             Unit(index, part, rows)
@@ -274,6 +326,8 @@ class StreamingLoader(IterableDataset):
             "max_length": self.max_length,
             "drop_last": [self.drop_last, self.even_batches],
         }
+        if self.target_column is not None:  # only then: text streams keep their fingerprints
+            settings["targets"] = [self.target_column, self.max_target_length]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------------------------
@@ -444,6 +498,22 @@ class StreamingLoader(IterableDataset):
             )
         return rows
 
+    def _tokenize_targets(self, table: Any) -> Any:
+        """The targets as ``tokenizer(text_target=...)`` encodes them (no token type ids), or None."""
+        if self.target_column is None:
+            return None
+        return _core.TokenRows.encode(
+            self.tokenizer._core,
+            arrow_column(table, self.target_column, "text"),
+            None,
+            text_column=self.target_column,
+            max_length=self.max_target_length,
+            truncation_strategy="longest_first",
+            truncation_side=getattr(self.tokenizer, "truncation_side", "right"),
+            add_special_tokens=self.add_special_tokens,
+            return_token_type_ids=False,
+        )
+
     def _label_kind_of(self, column: Any) -> str:
         import pyarrow as pa
 
@@ -490,7 +560,7 @@ class StreamingLoader(IterableDataset):
                 )
         return values.astype(self.label_dtype)
 
-    def _plan(self, rows: Any, seed: int, last_window: bool) -> list[np.ndarray]:
+    def _plan(self, rows: Any, seed: int, last_window: bool, targets: Any = None) -> list[np.ndarray]:
         if self.packing:
             return rows.plan_packs(self.max_tokens, split=self.pack_split, shuffle=self.shuffle, seed=seed)
         return rows.plan(
@@ -501,9 +571,10 @@ class StreamingLoader(IterableDataset):
             drop_last=self.drop_last and last_window,
             pad_to_multiple_of=self.pad_to_multiple_of,
             seed=seed,
+            targets=targets,
         )
 
-    def _collate(self, rows: Any, plan: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    def _collate(self, rows: Any, plan: np.ndarray, labels: np.ndarray | None, targets: Any = None) -> dict[str, Any]:
         if self.packing:
             ids, targets, positions, cu_seq_lens, longest = rows.pack(plan, separator_id=_PACK_SEPARATOR_ID)
             batch: dict[str, Any] = {
@@ -532,13 +603,47 @@ class StreamingLoader(IterableDataset):
             if labels is not None:
                 batch["labels"] = labels[plan]
             real, padded, examples = int(mask.sum()), mask.size, plan.shape[0]
+            if targets is not None:
+                # DataCollatorForSeq2Seq: the labels padded on their own, with -100, on the tokenizer's side.
+                label_ids, label_mask, _ = targets.collate(
+                    plan,
+                    pad_id=_LABEL_PAD_ID,
+                    padding_side=self.padding_side,
+                    pad_to_multiple_of=self.pad_to_multiple_of,
+                )
+                batch["labels"] = label_ids
+                real, padded = real + int(label_mask.sum()), padded + label_mask.size
         self.stats["batches"] += 1
         self.stats["examples"] += examples
         self.stats["tokens"] += real
         self.stats["padded_tokens"] += padded
         if self.return_tensors == "pt":
             batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+        if targets is not None:
+            decoder_inputs = self._decoder_input_ids(batch["labels"])
+            if decoder_inputs is not None:
+                batch["decoder_input_ids"] = decoder_inputs
         return batch
+
+    def _decoder_input_ids(self, labels: Any) -> Any:
+        """``DataCollatorForSeq2Seq``'s ``decoder_input_ids``: the model's ``prepare_decoder_input_ids_from_labels``,
+        or the labels shifted right behind ``decoder_start_token_id`` (T5's / BART's shift); None without either."""
+        if self.model is not None:
+            prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+            if prepare is None:  # transformers' collator then makes none either
+                return None
+            if isinstance(labels, np.ndarray):
+                return np.asarray(prepare(labels=torch.from_numpy(labels)))
+            return prepare(labels=labels)
+        if self.decoder_start_token_id is None:
+            return None
+        shifted = np.empty(tuple(labels.shape), dtype=np.int64)
+        source = labels.numpy() if isinstance(labels, torch.Tensor) else labels
+        if shifted.shape[1]:
+            shifted[:, 1:] = source[:, :-1]
+            shifted[:, 0] = self.decoder_start_token_id
+            shifted[shifted == _LABEL_PAD_ID] = self.pad_token_id
+        return torch.from_numpy(shifted) if isinstance(labels, torch.Tensor) else shifted
 
     def count_batches(self, epoch: int | None = None, num_workers: int = 0) -> int:
         """How many batches this rank yields in ``epoch`` (default: the current one), summed over its
@@ -559,7 +664,8 @@ class StreamingLoader(IterableDataset):
             for window in range(windows):
                 table = self._read_window(_slice_segments(segments, window * self.window, (window + 1) * self.window))
                 seed = _mix(self.seed, epoch, reader, readers, window)
-                total += len(self._plan(self._tokenize(table), seed, window == windows - 1))
+                plans = self._plan(self._tokenize(table), seed, window == windows - 1, self._tokenize_targets(table))
+                total += len(plans)
         return total
 
     def __iter__(self) -> Any:
@@ -594,10 +700,12 @@ class StreamingLoader(IterableDataset):
             table = self._read_window(window_segments)
             rows = self._tokenize(table)
             labels = self._labels(table, window_segments)
-            plans = self._plan(rows, _mix(self.seed, epoch, reader, readers, window), window == windows - 1)
+            targets = self._tokenize_targets(table)
+            seed = _mix(self.seed, epoch, reader, readers, window)
+            plans = self._plan(rows, seed, window == windows - 1, targets)
             first = start_batch if window == start_window else 0
             for index in range(first, len(plans)):
-                batch = self._collate(rows, plans[index], labels)
+                batch = self._collate(rows, plans[index], labels, targets)
                 if index + 1 < len(plans):
                     self._position = (epoch, window, index + 1)
                 else:

@@ -104,6 +104,29 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
 /// Splits the rows of a window into batches (lists of row indices). `seed` fully determines the
 /// result, so replaying a window reproduces its batches.
 pub fn plan_batches(lengths: &[usize], spec: &PlanSpec, seed: u64) -> Result<Vec<Vec<usize>>> {
+    plan_paired_batches(lengths, None, spec, seed)
+}
+
+/// [`plan_batches`] for examples of two sequences padded separately (seq2seq: a source and a
+/// target, `target_lengths`): bucketing sorts by the longer of the two, and a token budget counts
+/// both padded sides, `rows x (widest source + widest target)` (each rounded up to
+/// `pad_to_multiple_of`). Without targets it is [`plan_batches`].
+pub fn plan_paired_batches(
+    lengths: &[usize],
+    target_lengths: Option<&[usize]>,
+    spec: &PlanSpec,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>> {
+    if let Some(targets) = target_lengths {
+        if targets.len() != lengths.len() {
+            return Err(FerrotuneError::InvalidArgument(format!(
+                "{} target lengths for {} examples",
+                targets.len(),
+                lengths.len()
+            )));
+        }
+    }
+    let target = |row: usize| target_lengths.map_or(0, |t| t[row]);
     let mut rng = SplitMix64::new(seed);
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     if spec.shuffle {
@@ -111,7 +134,7 @@ pub fn plan_batches(lengths: &[usize], spec: &PlanSpec, seed: u64) -> Result<Vec
     }
     if spec.bucket_by_length {
         // Stable: rows of equal length keep their shuffled order.
-        order.sort_by_key(|&row| lengths[row]);
+        order.sort_by_key(|&row| lengths[row].max(target(row)));
     }
     let mut batches: Vec<Vec<usize>> = Vec::new();
     match spec.limit {
@@ -134,19 +157,30 @@ pub fn plan_batches(lengths: &[usize], spec: &PlanSpec, seed: u64) -> Result<Vec
         } => {
             let cap = max_examples.unwrap_or(usize::MAX).max(1);
             let mut current: Vec<usize> = Vec::new();
-            let mut widest = 0usize;
+            // The widest source and target of the current batch (targets: 0 without them).
+            let mut widest = (0usize, 0usize);
             for &row in &order {
-                let width = round_up(lengths[row], spec.pad_to_multiple_of);
-                if width > max_tokens {
+                let width = (
+                    round_up(lengths[row], spec.pad_to_multiple_of),
+                    round_up(target(row), spec.pad_to_multiple_of),
+                );
+                if width.0 + width.1 > max_tokens {
+                    let (size, fix) = match target_lengths {
+                        None => (format!("{} tokens", lengths[row]), "max_length"),
+                        Some(_) => (
+                            format!("{} source + {} target tokens", lengths[row], target(row)),
+                            "max_length + max_target_length",
+                        ),
+                    };
                     return Err(FerrotuneError::InvalidInput(format!(
-                        "an example of {} tokens does not fit in max_tokens={max_tokens}; \
-                         set max_length (with truncation) at most max_tokens, or raise max_tokens",
-                        lengths[row]
+                        "an example of {size} does not fit in max_tokens={max_tokens}; \
+                         set {fix} (with truncation) at most max_tokens, or raise max_tokens"
                     )));
                 }
-                let new_widest = widest.max(width);
+                let new_widest = (widest.0.max(width.0), widest.1.max(width.1));
                 if !current.is_empty()
-                    && (current.len() + 1 > cap || (current.len() + 1) * new_widest > max_tokens)
+                    && (current.len() + 1 > cap
+                        || (current.len() + 1) * (new_widest.0 + new_widest.1) > max_tokens)
                 {
                     batches.push(std::mem::take(&mut current));
                     widest = width;
@@ -562,6 +596,56 @@ mod tests {
         assert!(plan_packs(&[3, 11], 10, false, true, 0).is_err());
         assert!(plan_packs(&[3, 11], 10, true, true, 0).is_ok());
         assert!(plan_batches(&[1], &spec(BatchLimit::Examples(0), false), 0).is_err());
+    }
+
+    #[test]
+    fn paired_budgets_count_both_sides_and_buckets_take_the_longer() {
+        let sources: Vec<usize> = (0..600).map(|i| 1 + (i * 7919) % 90).collect();
+        let targets: Vec<usize> = (0..600).map(|i| 1 + (i * 104_729) % 70).collect();
+        let limit = BatchLimit::Tokens {
+            max_tokens: 640,
+            max_examples: None,
+        };
+        let paired = spec(limit, true);
+        let batches = plan_paired_batches(&sources, Some(&targets), &paired, 5).unwrap();
+        assert_eq!(sorted_rows(&batches), (0..600).collect::<Vec<_>>());
+        for batch in &batches {
+            let s = batch.iter().map(|&r| sources[r]).max().unwrap();
+            let t = batch.iter().map(|&r| targets[r]).max().unwrap();
+            assert!(batch.len() * (s + t) <= 640, "budget exceeded");
+        }
+        let mut unshuffled = paired;
+        unshuffled.shuffle = false;
+        let sorted = plan_paired_batches(&sources, Some(&targets), &unshuffled, 5).unwrap();
+        let keys: Vec<usize> = sorted
+            .iter()
+            .flatten()
+            .map(|&r| sources[r].max(targets[r]))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+        // Without targets: exactly plan_batches.
+        assert_eq!(
+            plan_paired_batches(&sources, None, &paired, 5).unwrap(),
+            plan_batches(&sources, &paired, 5).unwrap()
+        );
+        let err = plan_paired_batches(
+            &[3],
+            Some(&[8]),
+            &spec(
+                BatchLimit::Tokens {
+                    max_tokens: 10,
+                    max_examples: None,
+                },
+                false,
+            ),
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("3 source + 8 target tokens"),
+            "{err}"
+        );
+        assert!(plan_paired_batches(&[3, 4], Some(&[1]), &paired, 0).is_err());
     }
 
     #[test]

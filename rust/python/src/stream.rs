@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferrotune_core::arrow::{read_int_lists, read_strings};
 use ferrotune_core::engine::{EncodeRequest, OutputSelection, Truncation, TruncationStrategy};
 use ferrotune_core::stream::{
-    collate_packed, collate_padded, index_rows, plan_batches, plan_packs, BatchLimit, Piece,
+    collate_packed, collate_padded, index_rows, plan_packs, plan_paired_batches, BatchLimit, Piece,
     PlanSpec, TokenRows,
 };
 use ferrotune_core::{FerrotuneError, PadSpec, Ragged};
@@ -171,9 +171,10 @@ impl PyTokenRows {
         )
     }
 
-    /// Plans the window's batches: a list of row-index arrays.
+    /// Plans the window's batches: a list of row-index arrays. `targets` (seq2seq: the examples'
+    /// target rows, padded on their own) count in token budgets and length buckets too.
     #[pyo3(signature = (*, batch_size=None, max_tokens=None, bucket_by_length=false, shuffle=false,
-        drop_last=false, pad_to_multiple_of=None, seed=0))]
+        drop_last=false, pad_to_multiple_of=None, seed=0, targets=None))]
     #[allow(clippy::too_many_arguments)]
     fn plan<'py>(
         &self,
@@ -185,6 +186,7 @@ impl PyTokenRows {
         drop_last: bool,
         pad_to_multiple_of: Option<usize>,
         seed: u64,
+        targets: Option<PyRef<'py, PyTokenRows>>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<i64>>>> {
         guarded(py, || {
             let limit = match (batch_size, max_tokens) {
@@ -208,7 +210,10 @@ impl PyTokenRows {
                 pad_to_multiple_of,
             };
             let lengths = self.rows.lengths();
-            let batches = run_detached(py, move || plan_batches(&lengths, &spec, seed))?;
+            let target_lengths = targets.map(|t| t.rows.lengths());
+            let batches = run_detached(py, move || {
+                plan_paired_batches(&lengths, target_lengths.as_deref(), &spec, seed)
+            })?;
             Ok(batches
                 .into_iter()
                 .map(|rows| {
