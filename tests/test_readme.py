@@ -101,6 +101,10 @@ def _mlm_example(tmp_path, minilm):
     return {"path/to/all-MiniLM-L6-v2": str(minilm)}, {}
 
 
+def _chat_example(tmp_path, minilm):
+    return {"../shared/data": str(DATA_DIR)}, {}
+
+
 # A distinctive line of each snippet -> its setup (replacements in the text, names in its namespace).
 SETUPS = {
     "tokenizer = ferrotune.Tokenizer.from_pretrained(checkpoint)": _course_example,
@@ -110,6 +114,7 @@ SETUPS = {
     "train_loader = ferrotune.StreamingLoader(": _course_loop_example,
     "enc = tok(words, is_split_into_words=True, truncation=True)": _alignment_example,
     'ours = DataCollatorForLanguageModeling(tokenizer, rng="torch"': _mlm_example,
+    "out = tokenize_conversations(tok, [chat])": _chat_example,
 }
 
 
