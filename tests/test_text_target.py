@@ -1,6 +1,6 @@
 """``text_target`` / ``text_pair_target`` in ``Tokenizer.__call__`` against transformers 5.23 on Tatoeba
-English-French pairs: MiniLM (BERT WordPiece) and the T5-small Unigram tokenizer (a seq2seq tokenizer on the
-general engine path). Targets alone return the targets' encoding; with inputs, the targets' ``input_ids``
+English-French pairs: MiniLM (BERT WordPiece), the T5-small Unigram tokenizer (a seq2seq tokenizer on the
+general engine path) and GPT-2 (byte-level BPE, padded with its end-of-text token). Targets alone return the targets' encoding; with inputs, the targets' ``input_ids``
 become ``labels``; padding, truncation and ``max_length`` (or ``max_target_length``) apply to both."""
 
 from __future__ import annotations
@@ -31,11 +31,15 @@ def _pair(family: str):
         from conftest import require_minilm_dir
 
         return load_pair(require_minilm_dir())
+    if family == "gpt2":  # a causal LM's tokenizer, padded with its end-of-text token as fine-tuning sets it up
+        from conftest import require_gpt2_dir
+
+        return load_pair(require_gpt2_dir(), pad_with_eos=True)
     t5 = _require_file(T5_DIR + "/tokenizer.json").parent
     return load_pair(t5)
 
 
-FAMILIES = ["minilm", "t5"]
+FAMILIES = ["minilm", "t5", "gpt2"]
 OPTIONS = [
     {},
     {"padding": True},
