@@ -123,12 +123,19 @@ def test_batches_equal_transformers_collator(tiny_t5, data):
     tokenizer = load_tokenizer(tiny_t5)
     loader = task.train_loader(config, tokenizer, table, 0, 1)
     loader.set_epoch(1)
-    plans = loader.plan(1)
-    for indices, batch in list(zip(plans, loader))[:3]:
-        expected = hf_collator([features[i] for i in indices])
+    # A batch's examples are recognised by their (source ids, target ids); every example comes once.
+    by_ids = {(tuple(f["input_ids"]), tuple(f["labels"])): f for f in features}
+    seen = 0
+    for batch in loader:
+        rows = zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["labels"].tolist())
+        examples = [by_ids[(tuple(i for i, m in zip(ids, mask) if m), tuple(t for t in labels if t != -100))]
+                    for ids, mask, labels in rows]  # fmt: skip
+        expected = hf_collator(examples)
         assert set(batch) == set(expected) == {"input_ids", "attention_mask", "labels", "decoder_input_ids"}
         for key in batch:
             assert torch.equal(batch[key], expected[key]), key
+        seen += len(examples)
+    assert seen == len(features)
 
     # The targets' own length limit (the course's single max_length cuts both).
     short = TrainConfig.from_dict(options(tiny_t5, *data, "unused", max_length=6, max_target_length=4)).validate()
@@ -156,6 +163,7 @@ def test_batches_equal_transformers_collator(tiny_t5, data):
 def test_cli_trains_scores_and_predicts(tiny_t5, data, tmp_path, monkeypatch, capsys):
     pytest.importorskip("peft")
     pytest.importorskip("sacrebleu")
+    import ferrotune
     import torch
     from ferrotune.cli import main
     from peft import PeftModel
@@ -199,6 +207,11 @@ def test_cli_trains_scores_and_predicts(tiny_t5, data, tmp_path, monkeypatch, ca
     assert main(["predict", str(run)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(line) for line in lines] == [{"generated_text": t} for t in texts]
+
+    # --merge folds the adapter into the T5: the merged folder generates the same texts, with no PEFT.
+    assert main(["predict", str(run), "--merge", str(tmp_path / "merged")]) == 0
+    merged = ferrotune.predict(tmp_path / "merged", sources)
+    assert [m["generated_text"] for m in merged] == texts
 
 
 def test_stop_and_resume_gives_the_uninterrupted_run(tiny_t5, data, tmp_path):

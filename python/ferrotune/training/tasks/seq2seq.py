@@ -11,8 +11,9 @@ Preprocessing is the course's ``tokenizer(inputs, text_target=targets, max_lengt
 targets' own ``--max-target-length``. Batches are ``DataCollatorForSeq2Seq(tokenizer, model=model)``'s: inputs padded
 by the tokenizer, labels padded with -100, and ``decoder_input_ids`` = the labels shifted right behind the model's
 ``decoder_start_token_id`` (-100 read as padding), what ``prepare_decoder_input_ids_from_labels`` gives for T5 and
-BART (:class:`DecoderInputs`, built from the model folder's config). Training batches are length-bucketed
-(:class:`~.token_classification.SentenceBatches`, exactly resumable).
+BART (:class:`DecoderInputs`, built from the model folder's config). Training batches come from a
+:class:`~ferrotune.StreamingLoader` with ``target_column`` (the same tokenization and batches, in Rust; exactly
+resumable), length-bucketed by the longer of source and target unless ``--bucketing none``.
 
 The loss is the cross-entropy over the label tokens (mean over them). Evaluation: the loss, then (unless
 ``--generation-max-length 0``) the model's ``generate`` on every source (greedy, or beam search with
@@ -31,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from .base import Task, first_row, text_column
-from .token_classification import SentenceBatches
+from .base import Task, first_row, loader_options, text_column
 
 SEQ2SEQ = "seq2seq"
 IGNORED = -100  # labels the loss ignores (transformers' convention)
@@ -114,10 +114,24 @@ class Seq2Seq(Task):
         return pa.table(columns)
 
     def train_loader(self, config: Any, tokenizer: Any, table: Any, rank: int, world: int) -> Any:
-        """Padded batches of the encoded pairs, reshuffled each epoch (length-bucketed by source unless
-        ``--bucketing none``), this rank's share."""
-        return SentenceBatches(self.encode(tokenizer, table, config.max_length, config), self.eval_collator(tokenizer),
-                               config.batch_size, config.seed, config.bucketing == "length", rank, world)  # fmt: skip
+        """A ``StreamingLoader`` over the (prefixed) sources and their targets: :meth:`encode`'s tokenization and
+        :meth:`eval_collator`'s batches (labels padded with -100, the model's decoder inputs), reshuffled each
+        epoch, length-bucketed unless ``--bucketing none``, this rank's share."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from ...streaming import StreamingLoader
+
+        prefix = config.source_prefix or ""
+        sources = table.column("text")
+        if prefix:
+            sources = pc.binary_join_element_wise(pa.scalar(prefix), sources, "")
+        pairs = pa.table({"text": sources, "target": table.column("target")})
+        return StreamingLoader(
+            pairs, tokenizer, target_column="target", max_target_length=config.max_target_length,
+            model=DecoderInputs.of_folder(tokenizer.name_or_path), batch_size=config.batch_size,
+            bucketing=config.bucketing, **loader_options(config, rank, world),
+        )  # fmt: skip
 
     def eval_collator(self, tokenizer: Any) -> Callable[[Any], dict]:
         """``DataCollatorForSeq2Seq(tokenizer, model=model)``: the decoder inputs from the model folder's config (the
