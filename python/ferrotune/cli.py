@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(commands.add_parser("train", help="fine-tune a model (LoRA by default)"))
     add_predict_arguments(commands.add_parser("predict", help="classify, tag or translate texts with a trained model"))
+    from .chatting import add_chat_arguments
+
+    add_chat_arguments(commands.add_parser("chat", help="talk to a chat model (its template, the history kept)"))
     return parser
 
 
@@ -160,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line
     try:
+        if arguments.command == "chat":
+            from .chatting import run_chat
+
+            return run_chat(arguments)
         return run_train(arguments) if arguments.command == "train" else run_predict(arguments)
     except FerrotuneError as error:
         print(f"ferrotune {arguments.command}: error: {error}", file=sys.stderr)
