@@ -518,3 +518,32 @@ def test_native_word_ids_equal_the_general_engine(minilm_dir):
             assert a.word_ids(row) == b.word_ids(row), (kwargs, row)
             assert a.sequence_ids(row) == b.sequence_ids(row), (kwargs, row)
             assert a.tokens(row) == b.tokens(row), (kwargs, row)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pre-split words read from Arrow by the core (what training's token classification passes)
+
+
+def test_words_from_arrow_equal_words_from_lists(minilm_dir):
+    import pyarrow as pa
+
+    tokenizer = ferrotune.Tokenizer.from_pretrained(minilm_dir)
+    sentences = [["EU", "rejects", "German", "call"], [], ["Peter", "Blackburn", "🙂", "São", "Paulo"], ["a"] * 40]
+    expected = tokenizer._encode_flat(sentences, max_length=16, is_split_into_words=True)
+    for array in (
+        pa.array(sentences, pa.list_(pa.string())),
+        pa.array(sentences, pa.large_list(pa.large_string())),
+        pa.array([["x"], *sentences, ["y"]], pa.list_(pa.string())).slice(1, len(sentences)),  # offsets into a slice
+    ):
+        got = tokenizer._encode_flat(array, max_length=16, is_split_into_words=True)
+        assert set(got) == set(expected)
+        for key in expected:
+            assert got[key].tolist() == expected[key].tolist(), key
+    with pytest.raises(InputTypeError, match="example 1 is null"):
+        tokenizer._encode_flat(pa.array([["a"], None]), max_length=8, is_split_into_words=True)
+    with pytest.raises(InputTypeError, match="a word of example 1 is null"):
+        tokenizer._encode_flat(pa.array([["a"], ["b", None]]), max_length=8, is_split_into_words=True)
+    with pytest.raises(InputTypeError, match="must hold words"):
+        tokenizer._encode_flat(pa.array([[1, 2]]), max_length=8, is_split_into_words=True)
+    with pytest.raises(InputTypeError, match="list of words per example"):
+        tokenizer._encode_flat(pa.array(["a b"]), max_length=8, is_split_into_words=True)

@@ -473,3 +473,58 @@ pub fn read_strings(column: ArrayView<'_>, name: &str) -> Result<Vec<String>> {
         })
         .collect()
 }
+
+/// A `list<string>` column (`large_` either way) as owned rows of words: pre-split examples
+/// (`is_split_into_words`). Errors name the example: a null example, a null word, words that are
+/// not text.
+pub fn read_string_lists(column: ArrayView<'_>, name: &str) -> Result<Vec<Vec<String>>> {
+    let format = column.format();
+    if !is_list(&format) {
+        return Err(FerrotuneError::InputType(format!(
+            "'{name}' must hold a list of words per example, found Arrow type {format:?}"
+        )));
+    }
+    if let Some(row) = column.first_null() {
+        return Err(FerrotuneError::InputType(format!(
+            "'{name}': example {row} is null"
+        )));
+    }
+    let values = column
+        .child(0)
+        .ok_or_else(|| malformed("a list without values"))?;
+    let offsets = column.offsets(format == "+L", values.length())?;
+    let rows = column.length();
+    let row_of = |word: usize| (0..rows).find(|&r| offsets.get(r + 1) > word).unwrap_or(0);
+    if let Some(word) = values.first_null() {
+        if word >= offsets.get(0) && word < offsets.get(rows) {
+            return Err(FerrotuneError::InputType(format!(
+                "'{name}': a word of example {} is null",
+                row_of(word)
+            )));
+        }
+    }
+    let value_format = values.format();
+    if value_format != "u" && value_format != "U" {
+        return Err(FerrotuneError::InputType(format!(
+            "'{name}' must hold words (Arrow strings), found lists of Arrow type {value_format:?}"
+        )));
+    }
+    let word_offsets = values.offsets(value_format == "U", usize::MAX)?;
+    let data = values
+        .values::<u8>(2, word_offsets.get(values.length()))
+        .ok_or_else(|| malformed("strings without data"))?;
+    (0..rows)
+        .map(|row| {
+            (offsets.get(row)..offsets.get(row + 1))
+                .map(|word| {
+                    let bytes = &data[word_offsets.get(word)..word_offsets.get(word + 1)];
+                    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| {
+                        FerrotuneError::InputType(format!(
+                            "'{name}': a word of example {row} is not valid UTF-8"
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}

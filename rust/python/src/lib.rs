@@ -153,6 +153,23 @@ fn extract_texts(
         .collect()
 }
 
+/// Pre-split examples from Python lists of words, or read from an Arrow `list<string>` array
+/// (anything with `__arrow_c_array__`) without a Python object per word.
+fn words_of(
+    py: Python<'_>,
+    examples: &Bound<'_, PyAny>,
+    argument: &str,
+) -> PyResult<Vec<Vec<String>>> {
+    if examples.hasattr(pyo3::intern!(py, "__arrow_c_array__"))? {
+        let exported = arrow_ffi::ArrowExport::new(examples, None)?;
+        return core_result(
+            py,
+            ferrotune_core::arrow::read_string_lists(exported.view(), argument),
+        );
+    }
+    extract_words(py, examples, argument)
+}
+
 /// Extracts a list/tuple of examples, each a list/tuple of `str` words (`is_split_into_words`),
 /// naming the first offending example and word.
 fn extract_words(
@@ -396,10 +413,8 @@ impl PyTokenizer {
         guarded(py, || {
             let inputs = if is_split_into_words {
                 Inputs::Words(
-                    extract_words(py, texts, "text")?,
-                    pairs
-                        .map(|p| extract_words(py, p, "text_pair"))
-                        .transpose()?,
+                    words_of(py, texts, "text")?,
+                    pairs.map(|p| words_of(py, p, "text_pair")).transpose()?,
                 )
             } else {
                 Inputs::Texts(

@@ -141,7 +141,7 @@ class TokenClassification(Task):
         import pyarrow as pa
 
         label_all = bool(config is not None and config.label_all_tokens)
-        sentences = table.column("words").to_pylist()
+        sentences = table.column("words").combine_chunks()  # read by the core from Arrow, no Python object per word
         raw = tokenizer._encode_flat(sentences, max_length=max_length, is_split_into_words=True)
         starts, word_ids = raw.pop("_starts"), raw.pop("_word_ids")
         raw.pop("_sequence_ids")
