@@ -280,6 +280,7 @@ def tokenize_conversations(
     max_length: int | None = None,
     on_empty: str = "error",
     chat_template: str | None = None,
+    boundaries: str = "tokens",
     **template_kwargs: Any,
 ) -> dict[str, Any]:
     """Token ids and labels of conversations for supervised fine-tuning: ``labels`` are the ids where the loss
@@ -295,6 +296,11 @@ def tokenize_conversations(
     through ``k`` the prompt plus the answer; both token sequences must be prefixes of the whole conversation's
     tokens (a template that renders earlier turns differently once later ones exist fails here, with an error
     naming the conversation, never with a wrong mask), and the answer's tokens are those between the two.
+    ``boundaries="characters"`` relaxes this where a token spans the edge of the answer (SmolLM2's ``assistant\n``
+    followed by an answer starting with ``\n\n`` is tokenized with a ``\n\n\n`` token): the rendered prompt and
+    prompt plus answer must then only be prefixes of the conversation's TEXT, and the answer's tokens are those from
+    the one holding its first character to the one holding its last, as transformers computes ``assistant_masks``
+    from ``{% generation %}`` spans (where the token prefixes hold, both ways give the same tokens).
 
     Conversations longer than ``max_length`` tokens are cut (right). A conversation left with no token to learn
     (no assistant message, or all of it cut away) is an error (``on_empty="error"``) or is left out
@@ -304,6 +310,8 @@ def tokenize_conversations(
         raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
     if on_empty not in ("error", "drop"):
         raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
+    if boundaries not in ("tokens", "characters"):
+        raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
     if (completions is None) != (loss_on != "completion"):
         raise InvalidArgumentError("completions are given with loss_on='completion', and only then")
     if completions is not None and len(completions) != len(conversations):
@@ -337,8 +345,19 @@ def tokenize_conversations(
     if loss_on == "all":
         spans = [[(0, len(ids))] for ids in full]
     elif loss_on == "completion":
-        prompts = ids_of(render_all([list(c) for c in conversations], True))
-        for index, (prompt, ids) in enumerate(zip(prompts, full)):
+        prompt_texts = render_all([list(c) for c in conversations], True)
+        for index, (prompt, ids) in enumerate(zip(ids_of(prompt_texts), full)):
+            if (
+                ids[: len(prompt)] != prompt
+                and boundaries == "characters"
+                and texts[index].startswith(prompt_texts[index])
+                and len(texts[index]) > len(prompt_texts[index])
+            ):
+                start = tokenizer([texts[index]], add_special_tokens=False,
+                                  return_offsets_mapping=True).char_to_token(0, len(prompt_texts[index]))  # fmt: skip
+                if start is not None:
+                    spans[index] = [(start, len(ids))]
+                    continue
             _check_prefix(prompt, ids, index, "the prompt with its generation prompt")
             spans[index] = [(len(prompt), len(ids))]
     elif _GENERATION_TAG.search(template):
@@ -358,9 +377,23 @@ def tokenize_conversations(
         if loss_on == "last_assistant":
             last = {index: k for index, k in requests}
             requests = [(index, k) for index, k in requests if last[index] == k]
-        prompts = ids_of(render_all([whole[index][:k] for index, k in requests], True)) if requests else []
-        answers = ids_of(render_all([whole[index][: k + 1] for index, k in requests], False)) if requests else []
-        for (index, k), prompt, answer in zip(requests, prompts, answers):
+        prompt_texts = render_all([whole[index][:k] for index, k in requests], True) if requests else []
+        answer_texts = render_all([whole[index][: k + 1] for index, k in requests], False) if requests else []
+        prompts, answers = ids_of(prompt_texts), ids_of(answer_texts)
+        offsets: dict[int, Any] = {}  # conversations encoded with offsets (boundaries="characters")
+        for (index, k), prompt, answer, prompt_text, answer_text in zip(
+            requests, prompts, answers, prompt_texts, answer_texts
+        ):
+            aligned = full[index][: len(prompt)] == prompt and full[index][: len(answer)] == answer
+            if not aligned and boundaries == "characters" and texts[index].startswith(prompt_text) \
+                    and texts[index].startswith(answer_text) and len(answer_text) > len(prompt_text):  # fmt: skip
+                if index not in offsets:
+                    offsets[index] = tokenizer([texts[index]], add_special_tokens=False, return_offsets_mapping=True)
+                start = offsets[index].char_to_token(0, len(prompt_text))
+                end = offsets[index].char_to_token(0, len(answer_text) - 1)
+                if start is not None and end is not None:
+                    spans[index].append((start, end + 1))
+                    continue
             _check_prefix(prompt, full[index], index, f"the conversation up to message {k} (generation prompt added)")
             _check_prefix(answer, full[index], index, f"the conversation through message {k}")
             if len(answer) < len(prompt):
@@ -395,8 +428,9 @@ def _check_prefix(prefix: list[int], ids: list[int], index: int, what: str) -> N
         raise ChatMaskError(
             f"conversation {index}: {what} does not tokenize as a prefix of the whole conversation (first "
             f"difference at token {position}): the template renders earlier turns differently once later ones "
-            "exist, so the assistant spans cannot be found exactly; add {% generation %} blocks to the template, "
-            "or use loss_on='all' / 'completion'"
+            "exist, or a token spans the edge of a turn, so the assistant spans cannot be found exactly; add "
+            "{% generation %} blocks to the template, pass boundaries='characters' (a token spanning the edge), or "
+            "use loss_on='all' / 'completion'"
         )
 
 

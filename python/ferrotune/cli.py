@@ -103,10 +103,15 @@ def run_train(arguments: argparse.Namespace) -> int:
     if not result.main_process:
         pass
     elif config.log == "json":
+        dropped = {"dropped": result.dropped} if result.dropped else {}
         print(json.dumps({"type": "result", "status": result.status, "steps": result.steps, "dev": metrics,
-                          "output_dir": str(result.output_dir)}))  # fmt: skip
+                          "output_dir": str(result.output_dir), **dropped}))  # fmt: skip
     elif result.status == "finished":
         print(f"trained {result.steps} steps in {result.train_seconds:.0f} s; dev metrics: {json.dumps(metrics)}")
+        if result.dropped:
+            print(
+                "left out (no token to learn): " + ", ".join(f"{n} {k} example(s)" for k, n in result.dropped.items())
+            )
         print(f"model written to {result.output_dir}")
     else:
         print(f"{result.status} after {result.steps} steps; continue with --resume {result.checkpoint}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..chat import LOSS_ON
 from ..errors import ConfigError
 from .tasks import GLUE_TASKS, KINDS, TASKS, task_for
 
@@ -57,7 +58,7 @@ class TrainConfig:
     whole_word_mask: bool = _option(False, "mlm: mask whole words (every token of a selected word), not tokens")
     max_length: int | None = _option(
         None, "truncate examples to this many tokens (default 128; question-answering: 384, the window length; causal "
-        "LM: the packed block length)"
+        "LM: the packed block length; sft: 1024, the packed row length)"
     )  # fmt: skip
     doc_stride: int = _option(128, "question-answering: tokens shared by consecutive windows of a long context")
     max_answer_length: int = _option(30, "question-answering: the longest answer predicted, in tokens")
@@ -71,6 +72,24 @@ class TrainConfig:
         128, "seq2seq: longest generated text in evaluation and predict, in tokens (0: no generation in evaluation: "
         "loss only)"
     )  # fmt: skip
+    messages_column: str | None = _option(
+        None, "sft: column holding each conversation, a list of {role, content} messages (default: 'messages')"
+    )
+    prompt_column: str | None = _option(
+        None, "sft: column holding the prompt (messages, or a text: one user message), with --completion-column"
+    )
+    completion_column: str | None = _option(
+        None, "sft: column holding the completion (messages, or a text: one assistant message)"
+    )
+    loss_on: str | None = _option(
+        None, f"sft: the tokens learned, one of {', '.join(LOSS_ON)} (default: assistant; completion with "
+        "--prompt-column)"
+    )  # fmt: skip
+    drop_empty: bool = _option(
+        False, "sft: leave out (counted) conversations with no token to learn (no assistant message, or its answer cut "
+        "by --max-length) instead of stopping with an error"
+    )  # fmt: skip
+    chat_template: str | None = _option(None, "sft: a Jinja chat template file (default: the tokenizer's)")
     max_train_examples: int | None = _option(None, "use only the first N training examples")
     max_eval_examples: int | None = _option(None, "use only the first N evaluation examples")
     # LoRA (PEFT); lora_r 0 means full fine-tuning
@@ -92,7 +111,12 @@ class TrainConfig:
     mixed_precision: str = _option("no", f"one of {', '.join(MIXED_PRECISION)} (Accelerate)")
     seed: int = _option(42, "seed of everything: head initialisation, dropout, data order")
     bucketing: str = _option("length", "'length' batches examples of similar length together; 'none' does not")
-    packing: bool | None = _option(None, "causal LM: pack documents into full blocks (default: on for causal-lm)")
+    packing: bool | None = _option(
+        None, "causal LM, sft: pack documents into full blocks (default: on for causal-lm and sft)"
+    )
+    gradient_checkpointing: bool = _option(
+        False, "recompute activations in the backward pass (less memory, about a third more compute)"
+    )
     # Evaluation, checkpoints, output
     eval_every: int = _option(0, "also evaluate every N optimizer steps (0: once per epoch)")
     save_every: int = _option(0, "also checkpoint every N optimizer steps (0: once per epoch)")
@@ -170,7 +194,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}")
-        for name in ("overwrite_output_dir", "label_all_tokens", "whole_word_mask"):
+        if self.loss_on is not None and self.loss_on not in LOSS_ON:
+            raise ConfigError(f"loss_on must be one of {list(LOSS_ON)}, got {self.loss_on!r}")
+        for name in ("overwrite_output_dir", "label_all_tokens", "whole_word_mask", "drop_empty",
+                     "gradient_checkpointing"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.mlm_probability is not None and (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class TaskData:
     label_names: list[str] | None
     metrics: tuple[str, ...]
     main_metric: str
+    dropped: dict[str, int] = field(default_factory=dict)  # examples left out ("train", "eval"; sft --drop-empty)
 
     @property
     def kind(self) -> str:
@@ -126,13 +127,16 @@ def load_task_data(config: TrainConfig) -> TaskData:
         check_columns(files, columns)
     label_names = config.label_names or (list(preset.label_names) if preset and preset.label_names else None)
     train, label_names = _examples(task, train_files, columns, label_names, config.max_train_examples)
+    dropped = {}
+    train, dropped["train"] = task.prepare_examples(config, train, train_files)
     evaluation = None
     if eval_files is not None:
         # The evaluation labels must belong to the training label set: same names, same ids.
         evaluation, _ = _examples(task, eval_files, columns, label_names, config.max_eval_examples)
+        evaluation, dropped["eval"] = task.prepare_examples(config, evaluation, eval_files)
     task.check_labels(label_names, train_path)
     metrics, main = (preset.metrics, preset.main_metric) if preset else task.run_metrics(config, label_names)
-    return TaskData(task, train, evaluation, label_names, metrics, main)
+    return TaskData(task, train, evaluation, label_names, metrics, main, {k: n for k, n in dropped.items() if n})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,7 +163,11 @@ def build_eval_batches(config: TrainConfig, task: Task, tokenizer: Any, table: A
 
 
 def batch_tokens(batch: dict) -> tuple[int, int]:
-    """(real tokens, tokens including padding) of a batch; packed batches (4-D mask) have no padding."""
+    """(real tokens, tokens including padding) of a batch; packed batches (4-D mask) have no padding; packed batches
+    without a mask (sft: the position ids tell the documents apart) count theirs in ``real_tokens``."""
+    if "attention_mask" not in batch:
+        total = int(batch["input_ids"].numel())
+        return (int(batch["real_tokens"]) if "real_tokens" in batch else total), total
     if batch["attention_mask"].ndim == 2:
         return int(batch["attention_mask"].sum()), int(batch["attention_mask"].numel())
     return int(batch["input_ids"].numel()), int(batch["input_ids"].numel())

@@ -54,6 +54,7 @@ class TrainResult:
     checkpoint: Path | None = None  # the last checkpoint written
     train_seconds: float = 0.0
     main_process: bool = True  # False on the other ranks of a multi-process run
+    dropped: dict[str, int] = field(default_factory=dict)  # examples left out ("train", "eval"; sft --drop-empty)
 
 
 def as_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -302,6 +303,9 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
         f"{world} process(es), "
         f"{epoch_steps[0]} steps/epoch x {config.epochs} epochs" + (f", resumed at step {step}" if step else "")
     )
+    if data.dropped:
+        log.message("left out (no token to learn, --drop-empty): "
+                    + ", ".join(f"{n} {split} example(s)" for split, n in data.dropped.items()))  # fmt: skip
 
     def eval_due(at: int) -> bool:
         periodic = bool(config.eval_every and at % config.eval_every == 0)
@@ -428,10 +432,11 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     if accelerator.is_main_process:
         plot_metrics(output_dir)
         summary = {"type": "summary", "status": status, "step": step, "train_seconds": train_seconds,
-                   "best_step": best_step, "best_metric": best_metric, **last_eval}  # fmt: skip
+                   "best_step": best_step, "best_metric": best_metric, **last_eval,
+                   **{f"dropped_{split}": n for split, n in data.dropped.items()}}  # fmt: skip
         with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(summary) + "\n")
     return TrainResult(
         output_dir, step, status, last_eval, best_metric, best_step, last_checkpoint, train_seconds,
-        accelerator.is_main_process,
+        accelerator.is_main_process, dict(data.dropped),
     )  # fmt: skip

@@ -142,6 +142,16 @@ def build_model(config: TrainConfig, task: Task, path: Path, label_names: list[s
     For classification PEFT's SEQ_CLS task type also trains (and saves) the new classification head."""
     with quiet_transformers():
         model = base_model(task, path, label_names, tokenizer)
+        task.configure_model(model, config)
+        if config.gradient_checkpointing:
+            if not model.supports_gradient_checkpointing:
+                raise ConfigError(f"{type(model).__name__} does not support gradient checkpointing")
+            # Non-reentrant: gradients reach the LoRA weights even though the embeddings' outputs need none.
+            # (transformers 5 renamed the method activation_checkpointing_enable; the old name warns.)
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:  # pragma: no cover - transformers 4
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if not config.use_lora:
             return model
         return _with_lora(config, task, model)
@@ -150,7 +160,7 @@ def build_model(config: TrainConfig, task: Task, path: Path, label_names: list[s
 def _with_lora(config: TrainConfig, task: Task, model: Any) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
-    targets = config.lora_targets or auto_lora_targets(model)
+    targets = config.lora_targets or task.lora_targets(model) or auto_lora_targets(model)
     leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in leaf_names]
     if missing:
@@ -161,10 +171,19 @@ def _with_lora(config: TrainConfig, task: Task, model: Any) -> Any:
         lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
-        fan_in_fan_out=targets == ["c_attn"],  # GPT-2's Conv1D stores its weight transposed
+        fan_in_fan_out=stores_transposed(model, targets),  # GPT-2's Conv1D stores its weight transposed
         modules_to_save=task.modules_to_save(model),
     )
     return get_peft_model(model, lora)
+
+
+def stores_transposed(model: Any, targets: list[str]) -> bool:
+    """Whether the target modules are Conv1D layers (GPT-2's), whose weight is stored (in, out): PEFT's
+    ``fan_in_fan_out``."""
+    from transformers.pytorch_utils import Conv1D
+
+    targeted = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in targets]
+    return bool(targeted) and all(isinstance(m, Conv1D) for m in targeted)
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:

@@ -14,12 +14,13 @@ from .glue import GLUE_TASKS, GlueTask
 from .masked_lm import MLM, MaskedLM
 from .question_answering import QUESTION_ANSWERING, QuestionAnswering
 from .seq2seq import SEQ2SEQ, Seq2Seq
+from .sft import SFT, ChatSFT
 from .token_classification import TOKEN_CLASSIFICATION, TokenClassification
 
 _REGISTRY: dict[str, Task] = {
     task.kind: task
     for task in (Classification(), Regression(), CausalLM(), TokenClassification(), QuestionAnswering(), MaskedLM(),
-                 Seq2Seq())
+                 Seq2Seq(), ChatSFT())
 }  # fmt: skip
 KINDS = tuple(_REGISTRY)  # what the model head is and how the loss is computed
 TASKS = (*GLUE_TASKS, *KINDS)  # what --task accepts
@@ -27,7 +28,7 @@ TASKS = (*GLUE_TASKS, *KINDS)  # what --task accepts
 
 def task_for(kind: str) -> Task:
     """The Task of a kind ("classification", "regression", "causal-lm", "token-classification",
-    "question-answering", "mlm", "seq2seq")."""
+    "question-answering", "mlm", "seq2seq", "sft")."""
     task = _REGISTRY.get(kind)
     if task is None:
         raise ConfigError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -36,6 +37,6 @@ def task_for(kind: str) -> Task:
 
 __all__ = [
     "CAUSAL_LM", "CLASSIFICATION", "GLUE_TASKS", "KINDS", "MLM", "MODEL_INPUTS", "QUESTION_ANSWERING", "REGRESSION",
-    "SEQ2SEQ", "TASKS", "TOKEN_CLASSIFICATION", "CausalLM", "Classification", "GlueTask", "MaskedLM",
+    "SEQ2SEQ", "SFT", "TASKS", "TOKEN_CLASSIFICATION", "CausalLM", "ChatSFT", "Classification", "GlueTask", "MaskedLM",
     "QuestionAnswering", "Regression", "Seq2Seq", "Task", "TokenClassification", "task_for",
 ]  # fmt: skip

@@ -35,6 +35,7 @@ class Task(ABC):
     labels_words = False  # labels words of pre-split sentences (--label-all-tokens applies)
     masks_tokens = False  # masked-LM training (--mlm-probability and --whole-word-mask apply)
     generates = False  # writes a target text for a source (--target-column and --source-prefix apply)
+    chats = False  # trains on conversations (--messages-column, --prompt-column, --loss-on, ... apply)
     predicts = True  # ferrotune.predict serves this task
     default_max_length = 128  # --max-length when not given
 
@@ -43,13 +44,18 @@ class Task(ABC):
     def check_config(self, config: TrainConfig) -> None:
         """Raises ConfigError for options this task cannot honour (TrainConfig.validate's last step)."""
         if config.use_packing and not self.packs_documents:
-            raise ConfigError("packing is for causal-lm only: classification examples cannot share a row")
+            raise ConfigError("packing is for causal-lm and sft only: classification examples cannot share a row")
         if config.label_all_tokens and not self.labels_words:
             raise ConfigError(f"label_all_tokens is for token-classification, not {self.kind}")
         if (config.mlm_probability is not None or config.whole_word_mask) and not self.masks_tokens:
             raise ConfigError(f"mlm_probability and whole_word_mask are for mlm, not {self.kind}")
         if (config.target_column or config.source_prefix) and not self.generates:
             raise ConfigError(f"target_column and source_prefix are for seq2seq, not {self.kind}")
+        chat_options = ("messages_column", "prompt_column", "completion_column", "loss_on", "drop_empty",
+                        "chat_template")  # fmt: skip
+        given = [name for name in chat_options if getattr(config, name)]
+        if given and not self.chats:
+            raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for sft, not {self.kind}")
 
     # ---- Columns, rows and labels
 
@@ -75,6 +81,11 @@ class Task(ABC):
             examples["text_pair"] = text_column(table, columns["text pair"], "text pair", source)
         return examples
 
+    def prepare_examples(self, config: TrainConfig, table: Any, source: Any) -> tuple[Any, int]:
+        """The examples of :meth:`rows` made ready before the model is loaded, and the count of examples left out
+        (counted in ``TaskData.dropped``; default: as they are, none; sft: tokenized by the chat template)."""
+        return table, 0
+
     def check_labels(self, label_names: list[str] | None, train_path: Any) -> None:
         """Raises LabelError when the label set of the training data cannot be trained on (default: any will do)."""
         return None
@@ -97,6 +108,15 @@ class Task(ABC):
     def model_options(self, label_names: list[str] | None) -> dict[str, Any]:
         """Keyword arguments of ``model_class.from_pretrained`` (the head's size and labels)."""
         return {}
+
+    def configure_model(self, model: Any, config: TrainConfig) -> None:
+        """Adjusts the loaded base model for training, before LoRA wraps it (default: nothing)."""
+        return None
+
+    def lora_targets(self, model: Any) -> list[str] | None:
+        """LoRA's target modules when --lora-targets is not given (None: the attention query/value projections,
+        ``modeling.auto_lora_targets``)."""
+        return None
 
     def modules_to_save(self, model: Any) -> list[str] | None:
         """Modules of ``model`` trained in full and saved with a LoRA adapter (None: those of PEFT's task type,
