@@ -44,7 +44,10 @@ def tiny_model(folder, arch: str = "llama"):
     vocab = len(ferrotune.Tokenizer.from_pretrained(SMOLLM2))
     sizes = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
-    config = transformers.LlamaConfig(**sizes) if arch == "llama" else transformers.Qwen2Config(**sizes)
+    if arch == "gpt2":
+        config = transformers.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=512)
+    else:
+        config = transformers.LlamaConfig(**sizes) if arch == "llama" else transformers.Qwen2Config(**sizes)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)
@@ -126,7 +129,7 @@ def test_prompt_completion_columns(llama, tmp_path):
         assert tokenizer.decode(ids[start:]) == answer + "<|im_end|>\n"
 
 
-@pytest.mark.parametrize("arch,attention", [("llama", "sdpa"), ("llama", "eager"), ("qwen2", "sdpa")])
+@pytest.mark.parametrize("arch,attention", [("llama", "sdpa"), ("llama", "eager"), ("qwen2", "sdpa"), ("gpt2", "sdpa")])
 def test_packed_documents_do_not_see_each_other(llama, lima, tmp_path, arch, attention):
     """Each conversation's logits in a packed row equal its logits alone (float32), and the packed loss is the sum of
     the conversations' own losses: no attention and no prediction across documents. Without the task's
@@ -137,7 +140,7 @@ def test_packed_documents_do_not_see_each_other(llama, lima, tmp_path, arch, att
     from ferrotune.training.data import load_task_data, model_inputs
     from ferrotune.training.tasks.sft import ConversationBatches
 
-    folder = llama if arch == "llama" else tiny_model(tmp_path, "qwen2")
+    folder = llama if arch == "llama" else tiny_model(tmp_path, arch)
     # Short conversations (under 350 characters) and long ones cut at 256 tokens, packed together.
     short = [line for line in LIMA.read_text(encoding="utf-8").splitlines()
              if sum(len(m["content"]) for m in json.loads(line)["messages"]) < 350][:8]  # fmt: skip
@@ -163,6 +166,8 @@ def test_packed_documents_do_not_see_each_other(llama, lima, tmp_path, arch, att
         return model
 
     model, plain = load(True), load(False)
+    projections = {"gpt2": ["c_attn", "c_proj", "c_fc"]}.get(arch, LLAMA_PROJECTIONS)
+    assert task.lora_targets(model) == projections  # sft's default LoRA targets: every attention / MLP projection
     with torch.no_grad():
         packed = model(**model_inputs(batch)).logits
         unisolated = plain(**model_inputs(batch)).logits
@@ -278,6 +283,15 @@ def test_drop_empty_errors_and_refused_options(llama, lima, tmp_path):
     no_answer = write_lines(tmp_path / "q.jsonl", [json.dumps({"messages": [{"role": "user", "content": "hi"}]})])
     with pytest.raises(DataError, match=r"q\.jsonl line 1: .*it has no assistant message"):
         load_task_data(TrainConfig(task="sft", model=str(llama), train=no_answer).validate())
+    malformed = [
+        ({"messages": []}, "is empty or missing in .*bad.jsonl line 2"),
+        ({"messages": [{"content": "x"}]}, "bad.jsonl line 2: a message of column 'messages' has no role"),
+    ]
+    for row, message in malformed:
+        good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+        path = write_lines(tmp_path / "bad.jsonl", [json.dumps(good), json.dumps(row)])
+        with pytest.raises(DataError, match=message):
+            load_task_data(TrainConfig(task="sft", model=str(llama), train=path).validate())
     assert main(["train", "--task", "sft", "--model", str(llama), "--train", lima[0], "--max-length", "128",
                  "--output-dir", str(tmp_path / "cli")]) == 2  # fmt: skip
     # Options of sft refused elsewhere, and other tasks' options refused by sft.
@@ -323,3 +337,26 @@ def test_a_token_spanning_the_answer_edge():
     completion = tokenize_conversations(tokenizer, [c[:1] for c in chats], completions=[c[1:2] for c in chats],
                                         loss_on="completion", boundaries="characters")  # fmt: skip
     assert completion["labels"] == out["labels"]  # one question, one answer: the same tokens
+
+
+def test_readme_split_and_command(llama, tmp_path):
+    """The README's LIMA split (its head/tail lines, run as written) and its command's options (the model replaced by
+    the tiny one): 1,000 + 29 conversations, a valid sft config."""
+    import shlex
+    import subprocess
+
+    from conftest import REPO_ROOT
+    from ferrotune.cli import build_parser, config_from_arguments
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [line.strip() for line in readme.splitlines() if "../shared/data/sft/lima.jsonl > lima-" in line]
+    assert len(lines) == 2
+    for line in lines:
+        subprocess.run(["bash", "-c", line.replace("../shared/data", str(DATA_DIR))], cwd=tmp_path, check=True)
+    counts = [len((tmp_path / f"lima-{split}.jsonl").read_text().splitlines()) for split in ("train", "eval")]
+    assert counts == [1000, 29]
+    start = readme.index("ferrotune train --task sft --model path/to/chat-model")
+    command = readme[start : readme.index("\n```", start)].replace("\\\n", " ")
+    arguments = shlex.split(command.replace("path/to/chat-model", str(llama)))[1:]
+    config = config_from_arguments(build_parser().parse_args(arguments))
+    assert (config.kind, config.max_length, config.drop_empty, config.use_packing) == ("sft", 1024, True, True)
