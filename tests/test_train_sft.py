@@ -103,6 +103,11 @@ def test_labels_are_transformers_assistant_masks(llama, lima):
     assert data.dropped == {"train": len(chats) - len(ids)} and data.dropped["train"] > 0
     assert data.train.column("input_ids").to_pylist() == ids
     assert data.train.column("labels").to_pylist() == labels
+    # --chat-template: the same template with {% generation %} blocks gives the same examples.
+    template = llama.parent / "smollm2-generation.jinja"
+    template.write_text(SMOLLM2_GENERATION, encoding="utf-8")
+    config = TrainConfig(**options(llama, lima[0], None, "unused", max_length=256, chat_template=str(template)))
+    assert load_task_data(config.validate()).train.equals(data.train)
 
 
 def test_prompt_completion_columns(llama, tmp_path):
