@@ -10,12 +10,12 @@ held out), then a seeded sample of 10,000 training pairs and 500 evaluation pair
 Reported per path: preprocessing seconds (tokenizing sources and targets of the training pairs, min of --repeats;
 checked identical first), end-to-end wall seconds (reading, preprocessing, model loading, training, evaluation with
 generation), training seconds, real (non-padding) source tokens per training second and the padding fraction of the
-training batches' sources (what ferrotune's metrics.jsonl counts: the attention mask), eval loss, and corpus BLEU / chrF of the generated translations
-(sacreBLEU, the same scoring function on both paths). A random-weight model's BLEU is low after an epoch: the figures
-compare the two paths on the same model, they say nothing about T5's quality.
+training batches' sources (what ferrotune's metrics.jsonl counts: the attention mask), eval loss, and corpus BLEU /
+chrF of the generated translations (sacreBLEU, the same scoring function on both paths). A random-weight model's
+BLEU is low after an epoch: the figures compare the two paths on the same model, they say nothing about T5's
+quality.
 
-Run from the repository root:  python benches/bench_seq2seq.py [--quick]
-"""
+Run from the repository root:  python benches/bench_seq2seq.py [--quick]"""
 
 from __future__ import annotations
 

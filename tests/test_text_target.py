@@ -1,7 +1,8 @@
-"""``text_target`` / ``text_pair_target`` in ``Tokenizer.__call__`` against transformers 5.23 on Tatoeba
-English-French pairs: MiniLM (BERT WordPiece), the T5-small Unigram tokenizer (a seq2seq tokenizer on the
-general engine path) and GPT-2 (byte-level BPE, padded with its end-of-text token). Targets alone return the targets' encoding; with inputs, the targets' ``input_ids``
-become ``labels``; padding, truncation and ``max_length`` (or ``max_target_length``) apply to both."""
+"""``text_target`` / ``text_pair_target`` in ``Tokenizer.__call__`` against transformers 5.23 on Tatoeba English-French
+pairs: MiniLM (BERT WordPiece), the T5-small Unigram tokenizer (a seq2seq tokenizer on the general engine path) and
+GPT-2 (byte-level BPE, padded with its end-of-text token). Targets alone return the targets' encoding; with inputs,
+the targets' ``input_ids`` become ``labels``; padding, truncation and ``max_length`` (or ``max_target_length``)
+apply to both."""
 
 from __future__ import annotations
 

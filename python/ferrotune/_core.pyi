@@ -155,7 +155,6 @@ def index_line_rows(
     path: str, *, quote: str | None = None, has_header: bool = False, rows_per_unit: int = 8192
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]: ...
 
-
 @final
 class ChatTemplate:
     def __new__(cls, source: str) -> ChatTemplate: ...
