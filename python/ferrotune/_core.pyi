@@ -134,6 +134,7 @@ class TokenRows:
         drop_last: bool = False,
         pad_to_multiple_of: int | None = None,
         seed: int = 0,
+        targets: TokenRows | None = None,
     ) -> list[npt.NDArray[np.int64]]: ...
     def plan_packs(
         self, capacity: int, *, split: bool = False, shuffle: bool = False, seed: int = 0
