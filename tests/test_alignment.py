@@ -543,6 +543,16 @@ def test_words_from_arrow_equal_words_from_lists(minilm_dir):
         tokenizer._encode_flat(pa.array([["a"], None]), max_length=8, is_split_into_words=True)
     with pytest.raises(InputTypeError, match="a word of example 1 is null"):
         tokenizer._encode_flat(pa.array([["a"], ["b", None]]), max_length=8, is_split_into_words=True)
+    # A slice whose values child has a null before the slice, and one inside it.
+    sliced = pa.array([["x", None], ["a", "b"], ["c", None]], pa.list_(pa.string())).slice(1, 2)
+    with pytest.raises(InputTypeError, match="a word of example 1 is null"):
+        tokenizer._encode_flat(sliced, max_length=8, is_split_into_words=True)
+    clean = pa.array([["x", None], ["a", "b"], ["c"]], pa.list_(pa.string())).slice(1, 2)
+    got = tokenizer._encode_flat(clean, max_length=8, is_split_into_words=True)
+    assert (
+        got["input_ids"].tolist()
+        == tokenizer._encode_flat([["a", "b"], ["c"]], max_length=8, is_split_into_words=True)["input_ids"].tolist()
+    )
     with pytest.raises(InputTypeError, match="must hold words"):
         tokenizer._encode_flat(pa.array([[1, 2]]), max_length=8, is_split_into_words=True)
     with pytest.raises(InputTypeError, match="list of words per example"):

@@ -149,3 +149,33 @@ def test_argument_errors(pair):
         tokenize_conversations(ft, [good], loss_on="completion")
     with pytest.raises(InputTypeError, match="conversation 1"):
         tokenize_conversations(ft, [good, ["not a message"]])
+
+
+def test_empty_answers_learn_nothing_and_template_errors_name_the_conversation(pair):
+    from ferrotune.chat import ChatTemplateError, tokenize_conversations
+    from test_chat_template import MISTRAL
+
+    ft, hf = pair
+    chat = [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""},
+            {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]  # fmt: skip
+    # A block holding the content only: the empty answer's block is empty (transformers' masks, never the rest of
+    # the conversation).
+    template = (
+        "{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
+        "{% endgeneration %}{% else %}{{ m.content }}{% endif %}\n{% endfor %}"
+    )
+    out = tokenize_conversations(ft, [chat], chat_template=template)
+    expected = hf.apply_chat_template(chat, chat_template=template, return_dict=True,
+                                      return_assistant_tokens_mask=True)  # fmt: skip
+    assert masked(out["labels"][0]) == expected["assistant_masks"]
+    ids, labels = out["input_ids"][0], out["labels"][0]
+    assert ft.decode([t for t, label in zip(ids, labels) if label != -100]).endswith("c")  # not the turns after
+    # The prefixes of conversation 1 are rendered in a batch with those of conversation 0: the error names 1.
+    good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    bad = [
+        {"role": "user", "content": "q"},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "a"},
+    ]
+    with pytest.raises(ChatTemplateError, match="^conversation 1: Conversation roles must alternate"):
+        tokenize_conversations(ft, [good, bad], chat_template=MISTRAL)

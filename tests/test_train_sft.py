@@ -365,3 +365,25 @@ def test_readme_split_and_command(llama, tmp_path):
     arguments = shlex.split(command.replace("path/to/chat-model", str(llama)))[1:]
     config = config_from_arguments(build_parser().parse_args(arguments))
     assert (config.kind, config.max_length, config.drop_empty, config.use_packing) == ("sft", 1024, True, True)
+
+
+def test_the_template_trained_with_is_saved_and_chat_answers(llama, lima, tmp_path):
+    """--chat-template FILE is written into the output folder (chat_template.jinja, what transformers and ferrotune
+    load first), and `ferrotune chat` talks to the trained adapter with it."""
+    import io
+
+    import ferrotune
+    import transformers
+    from ferrotune.chatting import chat_loop, load_chat_model
+    from test_chat_masks import SMOLLM2_GENERATION
+
+    template = tmp_path / "template.jinja"
+    template.write_text(SMOLLM2_GENERATION, encoding="utf-8")
+    out = tmp_path / "run"
+    ferrotune.train(**options(llama, *lima, out, max_train_examples=8, epochs=1, chat_template=str(template)))
+    assert (out / "chat_template.jinja").read_text(encoding="utf-8") == SMOLLM2_GENERATION
+    assert ferrotune.Tokenizer.from_pretrained(out).chat_template == SMOLLM2_GENERATION
+    assert transformers.AutoTokenizer.from_pretrained(out).chat_template == SMOLLM2_GENERATION
+    model, tokenizer = load_chat_model(out)
+    history = chat_loop(model, tokenizer, io.StringIO("Hello\n"), io.StringIO(), max_new_tokens=3)
+    assert [m["role"] for m in history] == ["user", "assistant"]

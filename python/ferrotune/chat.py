@@ -326,10 +326,17 @@ def tokenize_conversations(
         if not conversation or not all(isinstance(m, dict) for m in conversation):
             raise InputTypeError(f"conversation {index}: a conversation is a non-empty list of message dicts")
 
-    def render_all(chats: list[list[dict]], prompt: bool) -> list[str]:
-        texts, _ = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in chats],
-                          template, tools=tools, documents=documents, add_generation_prompt=prompt,
-                          continue_final_message=False, variables=variables)  # fmt: skip
+    def render_all(chats: list[list[dict]], prompt: bool, owners: list[int] | None = None) -> list[str]:
+        """The texts of ``chats``; ``owners[i]``: the conversation chat ``i`` is a prefix of (for errors)."""
+        try:
+            texts, _ = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in chats],
+                              template, tools=tools, documents=documents, add_generation_prompt=prompt,
+                              continue_final_message=False, variables=variables)  # fmt: skip
+        except ChatTemplateError as error:
+            found = re.match(r"conversation (\d+): (.*)", str(error), flags=re.S)
+            if owners is None or not found:
+                raise
+            raise ChatTemplateError(f"conversation {owners[int(found.group(1))]}: {found.group(2)}") from error
         return texts
 
     def ids_of(texts: list[str]) -> list[list[int]]:
@@ -365,11 +372,14 @@ def tokenize_conversations(
         for index, char_spans in enumerate(generation):
             chosen = char_spans[-1:] if loss_on == "last_assistant" else char_spans
             for start, end in chosen:
+                # transformers' assistant_masks, quirks included: the token of the block's first character to the
+                # token of its last (for an empty block, of the character before it: an empty range, or the one
+                # token spanning the edge), or to the end when that is no token (cut away).
                 start_token = encoded.char_to_token(index, start)
-                end_token = encoded.char_to_token(index, end - 1) if end > start else None
+                end_token = encoded.char_to_token(index, end - 1)
                 if start_token is None:
                     break
-                spans[index].append((start_token, (end_token + 1) if end_token is not None else len(full[index])))
+                spans[index].append((start_token, end_token + 1 if end_token else len(full[index])))
     else:
         # The prompt and the answer of every assistant message, rendered in one batch.
         requests = [(index, k) for index, chat in enumerate(whole) for k, message in enumerate(chat)
@@ -377,8 +387,9 @@ def tokenize_conversations(
         if loss_on == "last_assistant":
             last = {index: k for index, k in requests}
             requests = [(index, k) for index, k in requests if last[index] == k]
-        prompt_texts = render_all([whole[index][:k] for index, k in requests], True) if requests else []
-        answer_texts = render_all([whole[index][: k + 1] for index, k in requests], False) if requests else []
+        owners = [index for index, _ in requests]
+        prompt_texts = render_all([whole[index][:k] for index, k in requests], True, owners) if requests else []
+        answer_texts = render_all([whole[index][: k + 1] for index, k in requests], False, owners) if requests else []
         prompts, answers = ids_of(prompt_texts), ids_of(answer_texts)
         offsets: dict[int, Any] = {}  # conversations encoded with offsets (boundaries="characters")
         for (index, k), prompt, answer, prompt_text, answer_text in zip(

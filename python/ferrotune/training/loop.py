@@ -184,6 +184,8 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
     for name in TOKENIZER_FILES:
         if (model_path / name).is_file():
             shutil.copyfile(model_path / name, folder / name)
+    if getattr(config, "chat_template", None):  # the template trained with: what chat and transformers load first
+        shutil.copyfile(Path(config.chat_template).expanduser(), folder / "chat_template.jinja")
     (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     reference = base_model_reference(model_path, folder)
     adapter_config = folder / "adapter_config.json"

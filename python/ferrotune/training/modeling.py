@@ -18,6 +18,7 @@ WEIGHT_FILES = (
 )  # fmt: skip
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+    "chat_template.jinja",
 )  # fmt: skip
 # LoRA targets when none are given: the attention query/value projections, named per architecture family.
 # T5's are named q and v (tried last: the short names are the least telling).

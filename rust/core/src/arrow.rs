@@ -494,14 +494,15 @@ pub fn read_string_lists(column: ArrayView<'_>, name: &str) -> Result<Vec<Vec<St
         .ok_or_else(|| malformed("a list without values"))?;
     let offsets = column.offsets(format == "+L", values.length())?;
     let rows = column.length();
-    let row_of = |word: usize| (0..rows).find(|&r| offsets.get(r + 1) > word).unwrap_or(0);
-    if let Some(word) = values.first_null() {
-        if word >= offsets.get(0) && word < offsets.get(rows) {
-            return Err(FerrotuneError::InputType(format!(
-                "'{name}': a word of example {} is null",
-                row_of(word)
-            )));
-        }
+    // Only the words the rows use: a sliced array's values child may hold nulls outside them.
+    let (first, last) = (offsets.get(0), offsets.get(rows));
+    if let Some(word) = values.first_null_from(values.offset() + first, last - first) {
+        let row = (0..rows)
+            .find(|&r| offsets.get(r + 1) > first + word)
+            .unwrap_or(0);
+        return Err(FerrotuneError::InputType(format!(
+            "'{name}': a word of example {row} is null"
+        )));
     }
     let value_format = values.format();
     if value_format != "u" && value_format != "U" {

@@ -114,7 +114,7 @@ class ChatSFT(Task):
         each conversation -100), and the count of conversations dropped (``--drop-empty``)."""
         import pyarrow as pa
 
-        from ...chat import ChatMaskError, tokenize_conversations
+        from ...chat import ChatMaskError, ChatTemplateError, tokenize_conversations
         from ..modeling import check_model_folder, load_tokenizer
 
         tokenizer = load_tokenizer(check_model_folder(config.model_path()))
@@ -134,7 +134,7 @@ class ChatSFT(Task):
                 tokenizer, chats, completions=answers, loss_on=loss_on, max_length=config.max_length,
                 on_empty="drop", chat_template=template, boundaries="characters",
             )  # fmt: skip
-        except ChatMaskError as error:
+        except (ChatMaskError, ChatTemplateError) as error:
             found = re.match(r"conversation (\d+)", str(error))
             where = source.where(int(found.group(1))) if found else str(source)
             raise DataError(f"{where}: {error}") from error
