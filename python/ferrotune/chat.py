@@ -347,7 +347,10 @@ def tokenize_conversations(
     texts, generation = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in whole],
                                template, tools=tools, documents=documents, add_generation_prompt=False,
                                continue_final_message=False, variables=variables)  # fmt: skip
-    full = ids_of(texts)
+    # The template's own {% generation %} blocks (as the core found them when compiling) give the assistant spans.
+    from_blocks = loss_on in ("assistant", "last_assistant") and compiled(template).has_generation()
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=from_blocks)
+    full = encoded["input_ids"]
     spans: list[list[tuple[int, int]]] = [[] for _ in whole]  # token spans [start, end) of the loss
     if loss_on == "all":
         spans = [[(0, len(ids))] for ids in full]
@@ -367,8 +370,7 @@ def tokenize_conversations(
                     continue
             _check_prefix(prompt, ids, index, "the prompt with its generation prompt")
             spans[index] = [(len(prompt), len(ids))]
-    elif _GENERATION_TAG.search(template):
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    elif from_blocks:
         for index, char_spans in enumerate(generation):
             chosen = char_spans[-1:] if loss_on == "last_assistant" else char_spans
             for start, end in chosen:
