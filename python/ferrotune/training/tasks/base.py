@@ -221,6 +221,7 @@ class Task(ABC):
 
     def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
         """Model outputs as ``pipeline`` returns them: ``[{"label": ..., "score": ...}, ...]``."""
+        self.check_predicts()  # a task predict does not serve says so
         raise NotImplementedError
 
 

@@ -95,10 +95,6 @@ class CausalLM(Task):
     def check_predicts(self) -> None:
         raise ConfigError("predict classifies texts; this folder holds a causal language model")
 
-    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
-        self.check_predicts()
-        return []  # pragma: no cover - check_predicts raised
-
 
 def padding_ignored(input_ids: Any, attention_mask: Any) -> Any:
     """Labels: the input ids, with padded positions set to the ignored label."""

@@ -134,10 +134,6 @@ class MaskedLM(Task):
             "PeftModel.from_pretrained(AutoModelForMaskedLM.from_pretrained(base), folder).merge_and_unload())"
         )
 
-    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
-        self.check_predicts()
-        return []  # pragma: no cover - check_predicts raised
-
 
 # --------------------------------------------------------------------------------------------------
 # Blocks and masks

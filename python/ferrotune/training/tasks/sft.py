@@ -234,10 +234,6 @@ class ChatSFT(Task):
             "return_tensors='pt')) on the base model with the adapter (PeftModel.from_pretrained(base, folder))"
         )
 
-    def predictions(self, outputs: np.ndarray, label_names: list[str] | None) -> list[dict[str, Any]]:
-        self.check_predicts()
-        return []  # pragma: no cover - check_predicts raised
-
 
 # --------------------------------------------------------------------------------------------------
 # Data
