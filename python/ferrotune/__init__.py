@@ -7,6 +7,7 @@ from . import errors
 from ._core import __version__
 from .batch_encoding import BatchEncoding
 from .collators import (
+    DataCollatorForCompletionOnlyLM,
     DataCollatorForLanguageModeling,
     DataCollatorForSeq2Seq,
     DataCollatorForTokenClassification,
@@ -58,6 +59,7 @@ __all__ = [
     "ColumnNotFoundError",
     "DataSourceError",
     "DataSourceNotFoundError",
+    "DataCollatorForCompletionOnlyLM",
     "DataCollatorForLanguageModeling",
     "DataCollatorForSeq2Seq",
     "DataCollatorForTokenClassification",

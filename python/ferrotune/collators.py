@@ -29,6 +29,7 @@ from .errors import EmptyBatchError, InputTypeError, InvalidArgumentError, Inval
 
 __all__ = [
     "DefaultDataCollator",
+    "DataCollatorForCompletionOnlyLM",
     "DataCollatorForLanguageModeling",
     "DataCollatorForSeq2Seq",
     "DataCollatorForTokenClassification",
@@ -1067,3 +1068,217 @@ class DataCollatorWithFlattening:
                 if isinstance(value, np.ndarray):
                     batch[key] = torch.from_numpy(np.ascontiguousarray(value))
         return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Supervised fine-tuning (TRL's SFT collator)
+
+# The per-token masks TRL's SFTTrainer turns into labels: "completion_mask" (prompt-completion data; only with
+# completion_only_loss) and "assistant_masks" (apply_chat_template's return_assistant_tokens_mask; always).
+_SFT_MASKS = ("completion_mask", "assistant_masks")
+
+
+@dataclass
+class DataCollatorForCompletionOnlyLM:
+    """TRL 1.16's SFT collator (``trl.trainer.sft_trainer.DataCollatorForLanguageModeling``), padded in the Rust
+    core: the same arguments, defaults, output keys, dtypes, shapes and values, plus the completion / assistant
+    masking TRL's ``SFTTrainer`` does while preparing the dataset, so a plain transformers ``Trainer`` gets
+    completion-only labels from the collator alone.
+
+    Each example has ``input_ids`` and optionally ``labels``, ``completion_mask``, ``assistant_masks`` and
+    ``seq_lengths`` (the documents of a packed row); other keys (``attention_mask`` included) are ignored, as TRL
+    ignores them. Labels: an example's ``labels`` as given (TRL: "used as is"); without them, ``input_ids`` where
+    every applicable mask is 1 (``assistant_masks`` always, ``completion_mask`` when ``completion_only_loss``, as
+    TRL 1.16's dataset preparation builds them), -100 elsewhere and on padding.
+
+    Returns (a plain dict, like TRL):
+
+    - ``padding_free=False``: ``input_ids`` (padded with ``pad_token_id``), ``labels`` (-100), ``position_ids``
+      (only with ``return_position_ids``; restarting at each document of ``seq_lengths``), ``attention_mask``,
+      padded on the right to the longest example, rounded up to ``pad_to_multiple_of``.
+    - ``padding_free=True``: the batch as one ``[1, total]`` row: ``input_ids``, ``labels`` (-100 on the first
+      token of each example or document), ``position_ids``, ``cu_seq_lens_q``/``_k`` (int32), ``max_length_q``/``_k``
+      (ints) and ``seq_idx`` (int32); the row is padded to ``pad_to_multiple_of`` and, as in TRL, each padding
+      position then counts as a sequence of its own in ``cu_seq_lens``.
+
+    Differences from TRL's class, on purpose: ``completion_only_loss`` (default True, what ``SFTTrainer`` decides
+    for prompt-completion data) and the mask columns are honoured here (TRL's collator ignores them and expects
+    ``labels`` built beforehand); ``return_tensors="np"`` works (NumPy arrays); ids are always int64; errors are
+    ferrotune's and name the example and the key. The name is not TRL < 0.20's ``DataCollatorForCompletionOnlyLM``
+    (``response_template``): mark the completion with ``completion_mask`` / ``assistant_masks`` instead.
+
+    With transformers' ``Trainer``, pass ``remove_unused_columns=False`` in ``TrainingArguments`` when examples carry
+    ``completion_mask``, ``assistant_masks`` or ``seq_lengths``: the Trainer otherwise drops the keys the model's
+    ``forward`` does not take before the collator sees them.
+    """
+
+    pad_token_id: int
+    padding_free: bool = False
+    return_position_ids: bool = False
+    pad_to_multiple_of: int | None = None
+    return_tensors: str = "pt"
+    completion_only_loss: bool = True
+
+    def __post_init__(self) -> None:
+        _check_pad_token_id(self.pad_token_id)
+
+    def __call__(self, examples: Any, return_tensors: str | None = None) -> dict[str, Any]:
+        return_tensors = _check_return_tensors(self.return_tensors if return_tensors is None else return_tensors)
+        pad_id = _check_pad_token_id(self.pad_token_id)
+        multiple = _padding.check_multiple(self.pad_to_multiple_of)
+        masks = _SFT_MASKS if self.completion_only_loss else _SFT_MASKS[1:]
+        rows, has_labels, mask_names, seq_lengths = _sft_inputs(examples, masks)
+        # One Rust call pads every column (to the multiple, unless the batch is flattened afterwards); the masks are
+        # folded into the labels and the positions computed on the padded matrices, vectorised.
+        pad_values = (
+            ("input_ids", pad_id),
+            *((("labels", -100),) if has_labels else ()),
+            *((name, 0) for name in mask_names),
+            ("attention_mask", 0),
+        )
+        plan = _padding.collation_plan(
+            pad_values, True, "longest", None, None if self.padding_free else multiple, "right"
+        )
+        out = _sft_collate(plan, rows)
+        ids, attention_mask = out["input_ids"], out["attention_mask"]
+        valid = attention_mask != 0
+        if has_labels:
+            labels = out["labels"]
+        else:
+            learned = valid
+            for name in mask_names:
+                learned = learned & (out[name] != 0)
+            labels = np.where(learned, ids, -100)
+        if self.padding_free:
+            position_ids = _sft_positions(valid, seq_lengths)
+            batch = _sft_flatten(ids[valid], labels[valid], position_ids[valid], pad_id, multiple)
+        else:
+            batch = {"input_ids": ids, "labels": labels}
+            if self.return_position_ids:
+                batch["position_ids"] = _sft_positions(valid, seq_lengths)
+            batch["attention_mask"] = attention_mask
+        if return_tensors == "pt":
+            torch = _torch()
+            for key, value in batch.items():
+                if isinstance(value, np.ndarray):
+                    batch[key] = torch.from_numpy(np.ascontiguousarray(value))
+            if self.padding_free:
+                batch["cu_seq_lens_k"] = batch["cu_seq_lens_q"]  # one tensor for both, as TRL
+        return batch
+
+
+def _check_pad_token_id(pad_token_id: Any) -> int:
+    if not isinstance(pad_token_id, (int, np.integer)) or isinstance(pad_token_id, bool):
+        raise InvalidArgumentError(
+            f"pad_token_id must be an int (the pad token's id, e.g. tokenizer.pad_token_id), got {pad_token_id!r}. "
+            "DataCollatorForCompletionOnlyLM takes the arguments of TRL 1.16's DataCollatorForLanguageModeling, "
+            "not the response_template of TRL < 0.20's DataCollatorForCompletionOnlyLM: mark the completion with "
+            "a completion_mask or assistant_masks column"
+        )
+    return int(pad_token_id)
+
+
+def _sft_inputs(features: Any, masks: tuple[str, ...]) -> tuple[Any, bool, list[str], list[Any] | None]:
+    """``(rows for the plan, has labels, mask columns used, seq_lengths per example or None)``: the batch reduced
+    to the columns TRL reads. Labels on only some examples: the others' labels are their ``input_ids`` (TRL)."""
+    batch = _as_arrow_batch(features)
+    if batch is not None:
+        if not hasattr(batch, "select"):
+            import pyarrow as pa
+
+            batch = pa.record_batch(batch)
+        names = list(batch.schema.names)
+        if batch.num_rows == 0:
+            raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+        has_labels = "labels" in names
+        mask_names = [] if has_labels else [m for m in masks if m in names]
+        keep = ["input_ids", *(["labels"] if has_labels else mask_names)]
+        if "input_ids" not in names:
+            raise InvalidInputError(f"the batch has no 'input_ids' column (it has {names})")
+        seq_lengths = batch.column("seq_lengths").to_pylist() if "seq_lengths" in names else None
+        return batch.select(keep), has_labels, mask_names, seq_lengths
+    examples = _examples(features)
+    if not isinstance(examples, (list, tuple)):
+        examples = list(examples)
+    if not examples:
+        raise EmptyBatchError("the batch is empty: a collator needs at least one example")
+    first = examples[0]
+    if not isinstance(first, Mapping):
+        raise InputTypeError(f"the collator takes dict-like examples, got {type(first).__name__} (example 0)")
+    with_labels = sum(1 for e in examples if "labels" in e)
+    has_labels = with_labels > 0
+    mask_names = [] if has_labels else [m for m in masks if m in first]
+    keep = ["input_ids", *mask_names]
+    rows = []
+    for i, example in enumerate(examples):
+        row = {}
+        for key in keep:
+            if key not in example:
+                raise InvalidInputError(
+                    f"example {i} has no '{key}' (example 0 has)" if i else f"example 0 has no '{key}'"
+                )
+            row[key] = example[key]
+        if has_labels:
+            row["labels"] = example["labels"] if "labels" in example else example["input_ids"]
+        rows.append(row)
+    seq_lengths = None
+    if "seq_lengths" in first:  # TRL reads it when the first example has it
+        seq_lengths = []
+        for i, example in enumerate(examples):
+            if "seq_lengths" not in example:
+                raise InvalidInputError(f"example {i} has no 'seq_lengths' (example 0 has)")
+            seq_lengths.append(example["seq_lengths"])
+    return rows, has_labels, mask_names, seq_lengths
+
+
+def _sft_collate(plan: Any, rows: Any) -> dict[str, Any]:
+    out, pending = plan.examples_dict(rows, None) if isinstance(rows, list) else plan.arrow_dict(rows, None)
+    if pending:  # the plan pads whole-number rows; anything else is not SFT data
+        raise InvalidInputError(f"{', '.join(map(repr, pending))}: expected one integer per token in every example")
+    return out
+
+
+def _sft_positions(valid: np.ndarray, seq_lengths: list[Any] | None) -> np.ndarray:
+    """``position_ids`` of the padded batch: 0, 1, ... along each example, restarting at each document of a packed
+    example's ``seq_lengths``; 0 on padding (TRL's padding value)."""
+    width = valid.shape[1]
+    if seq_lengths is None:
+        return np.where(valid, np.arange(width, dtype=np.int64), 0)
+    row_lengths = valid.sum(axis=1)
+    try:
+        documents = [np.asarray(lengths, dtype=np.int64).reshape(-1) for lengths in seq_lengths]
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"'seq_lengths' must be a list of document lengths per example: {err}") from err
+    for i, (lengths, total) in enumerate(zip(documents, row_lengths)):
+        if (lengths <= 0).any() or int(lengths.sum()) != int(total):
+            raise InvalidInputError(
+                f"example {i}: 'seq_lengths' {lengths.tolist()} must be positive lengths summing to the example's "
+                f"{int(total)} input_ids"
+            )
+    flat = np.concatenate(documents) if documents else np.zeros(0, np.int64)
+    starts = np.cumsum(flat) - flat
+    position_ids = np.zeros(valid.shape, dtype=np.int64)
+    position_ids[valid] = np.arange(int(flat.sum()), dtype=np.int64) - np.repeat(starts, flat)
+    return position_ids
+
+
+def _sft_flatten(
+    ids: np.ndarray, labels: np.ndarray, position_ids: np.ndarray, pad_id: int, multiple: int | None
+) -> dict[str, Any]:
+    """TRL's padding-free batch from the examples' tokens laid end to end: the row padded to the multiple (by the
+    core), the first token of each sequence out of the loss, and the varlen-attention boundaries."""
+    labels = np.where(position_ids == 0, -100, labels)
+    columns = {"input_ids": ids, "labels": labels, "position_ids": position_ids}
+    if multiple is not None and len(ids) % multiple:
+        plan = _padding.collation_plan(
+            (("input_ids", pad_id), ("labels", -100), ("position_ids", 0)), False, "longest", None, multiple, "right"
+        )
+        columns = _sft_collate(plan, [columns])
+    batch: dict[str, Any] = {key: np.asarray(value).reshape(1, -1) for key, value in columns.items()}
+    row = batch["position_ids"][0]
+    cu_seq_lens = np.append(np.flatnonzero(row == 0), len(row)).astype(np.int32)
+    lengths = np.diff(cu_seq_lens)
+    batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = cu_seq_lens
+    batch["max_length_q"] = batch["max_length_k"] = int(lengths.max()) if len(lengths) else 0
+    batch["seq_idx"] = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths).reshape(1, -1)
+    return batch
