@@ -115,6 +115,7 @@ SETUPS = {
     "enc = tok(words, is_split_into_words=True, truncation=True)": _alignment_example,
     'ours = DataCollatorForLanguageModeling(tokenizer, rng="torch"': _mlm_example,
     "out = tokenize_conversations(tok, [chat])": _chat_example,
+    "collator = DataCollatorForCompletionOnlyLM(pad_token_id=": _chat_example,
 }
 
 
