@@ -5,16 +5,21 @@ model) or any local causal-LM folder whose tokenizer has a chat template. Each l
 conversation so far goes through ``apply_chat_template(add_generation_prompt=True)`` (rendered in Rust), the reply is
 generated (greedy unless ``--temperature``) and streamed as it comes, then kept in the history. ``/reset`` clears the
 history, ``/exit`` (or the end of the input) stops.
+
+:func:`replies` answers many conversations at once (``ferrotune predict`` on an sft model): their prompts
+(:func:`prompt_ids`) in length-sorted batches, padded on the LEFT so that every prompt ends where generation starts
+(transformers' requirement for decoder-only batched generation), each answer the same as :func:`reply` gives alone.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError, ModelFileNotFoundError
+from .errors import ChatTemplateError, ConfigError, InputTypeError, InvalidInputError, ModelFileNotFoundError
 
 
 def load_chat_model(folder: str | Path, base_model: str | Path | None = None) -> tuple[Any, Any]:
@@ -61,18 +66,86 @@ def reply(model: Any, tokenizer: Any, messages: list[dict], *, max_new_tokens: i
 
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)  # fmt: skip
-    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
-    if temperature > 0:
-        options["temperature"] = temperature
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is not None:
-        options["pad_token_id"] = pad
+    options = generation_options(tokenizer, max_new_tokens=max_new_tokens, temperature=temperature)
     if stream is not None:
         options["streamer"] = _Streamer(tokenizer, stream)
     with torch.no_grad():
         output = model.generate(input_ids=prompt["input_ids"], attention_mask=prompt["attention_mask"], **options)
     new_tokens = output[0, prompt["input_ids"].shape[1] :].tolist()
     return tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def generation_options(tokenizer: Any, max_new_tokens: int = 256, temperature: float = 0.0,
+                       **generate_kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    """``model.generate``'s options for replies: ``max_new_tokens``, greedy unless ``temperature`` > 0 (then sampling
+    at that temperature), padding with the tokenizer's pad token (its EOS when it has none); any other
+    ``generate_kwargs`` (``top_p``, ``num_beams``, ``do_sample``, ...) passed on as given, over these."""
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
+    if temperature > 0:
+        options["temperature"] = temperature
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is not None:
+        options["pad_token_id"] = pad
+    return {**options, **generate_kwargs}
+
+
+def prompt_ids(tokenizer: Any, conversations: list[Any]) -> list[list[int]]:
+    """The token ids of each conversation's prompt, rendered by the tokenizer's chat template with the generation
+    prompt (``add_generation_prompt=True``). A text is one user message. A conversation that ends with an assistant
+    message has that message continued instead (``continue_final_message``), as ``pipeline("text-generation")``
+    does. Errors name the conversation (``conversation N: ...``, from 0)."""
+    prompts = []
+    for index, chat in enumerate(conversations):
+        if isinstance(chat, str):
+            chat = [{"role": "user", "content": chat}]
+        if not (isinstance(chat, (list, tuple)) and chat
+                and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in chat)):  # fmt: skip
+            raise InputTypeError(
+                f"conversation {index}: a conversation is a text or a non-empty list of {{'role', 'content'}} "
+                f"message dicts, not {str(chat)[:80]!r}"
+            )
+        last = chat[-1]["role"] == "assistant"
+        try:
+            ids = tokenizer.apply_chat_template(list(chat), add_generation_prompt=not last, continue_final_message=last,
+                                                return_dict=False)  # fmt: skip
+        except (ChatTemplateError, InvalidInputError) as error:  # one conversation rendered: name it in the batch
+            message = re.sub(r"^conversation \d+: ", "", str(error))
+            kind = ChatTemplateError if isinstance(error, ChatTemplateError) else InvalidInputError
+            raise kind(f"conversation {index}: {message}") from error
+        prompts.append(list(ids))
+    return prompts
+
+
+def replies(model: Any, tokenizer: Any, conversations: list[Any], *, batch_size: int = 8,
+            **options: Any) -> list[str]:  # fmt: skip
+    """The assistant's answer to each conversation (a text is one user message), in input order: the prompts of
+    :func:`prompt_ids` in length-sorted batches, left-padded, through ``model.generate(**options)`` (see
+    :func:`generation_options`); each answer decoded without special tokens, up to its first EOS (a batch fills
+    the rows that stopped early with padding). ``model``: the transformers model, or the PeftModel around it."""
+    import numpy as np
+    import torch
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if options.get("num_return_sequences", 1) != 1:
+        raise ConfigError("replies gives one answer per conversation: num_return_sequences must be 1")
+    prompts = prompt_ids(tokenizer, conversations)
+    eos = options.get("eos_token_id", model.generation_config.eos_token_id)
+    stops = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    device = next(model.parameters()).device
+    order = np.argsort([len(ids) for ids in prompts], kind="stable")
+    answers = [""] * len(prompts)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = tokenizer.pad([{"input_ids": prompts[i]} for i in chosen], padding_side="left",
+                                  return_tensors="pt")  # fmt: skip
+            output = model.generate(input_ids=batch["input_ids"].to(device),
+                                    attention_mask=batch["attention_mask"].to(device), **options)  # fmt: skip
+            for i, row in zip(chosen, output[:, batch["input_ids"].shape[1] :].tolist()):
+                end = next((at + 1 for at, token in enumerate(row) if token in stops), len(row))
+                answers[i] = tokenizer.decode(row[:end], skip_special_tokens=True)
+    return answers
 
 
 class _Streamer:
