@@ -10,11 +10,12 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import warnings
 from typing import Any
 
-from .errors import FerrotuneError
+from .errors import ChatTemplateError, DataError, FerrotuneError, InvalidInputError
 from .training.config import TrainConfig, read_config_file, split_list
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -60,8 +61,14 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", help="a folder written by ferrotune train (its output dir, or best/)")
     parser.add_argument("--input", help="file of examples (TSV/CSV/JSONL/Parquet...); default: lines of stdin")
-    parser.add_argument("--text-column", default="text", help="column of the texts in --input [default: text]")
+    parser.add_argument("--text-column", help="column of the texts in --input [default: text]; a chat model: of the "
+                        "prompts (a text is one user message)")  # fmt: skip
     parser.add_argument("--text-pair-column", help="column of the second texts of pairs in --input")
+    parser.add_argument("--messages-column", help="a chat model (sft): column of the conversations in --input, lists "
+                        "of {role, content} messages [default: messages]")  # fmt: skip
+    parser.add_argument("--max-new-tokens", type=int, help="a chat model: longest reply, in tokens [default: 256]")
+    parser.add_argument("--temperature", type=float, help="a chat model: sampling temperature; 0 = greedy "
+                        "[default: 0]")  # fmt: skip
     parser.add_argument("--format", help="format of --input (default: from its extension)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch [default: 64]")
     parser.add_argument("--merge", metavar="DIR", help="write the adapter merged into its base model to DIR, and stop")
@@ -75,13 +82,14 @@ def _read_inputs(arguments: argparse.Namespace) -> tuple[list[str], list[str] | 
         from .sources import CsvOptions, DataFiles
 
         files = DataFiles(arguments.input, arguments.format, CsvOptions(quoting=False))  # as training reads its data
-        wanted = list(filter(None, (arguments.text_column, arguments.text_pair_column)))
+        text_column = arguments.text_column or "text"
+        wanted = list(filter(None, (text_column, arguments.text_pair_column)))
         for _, columns in files.columns():
             for name in wanted:
                 if name not in columns:
                     raise ColumnNotFoundError(f"column {name!r} is not in {arguments.input}; columns: {columns}")
         table = files.read(wanted)
-        texts = [str(t) for t in table.column(arguments.text_column).to_pylist()]
+        texts = [str(t) for t in table.column(text_column).to_pylist()]
         pairs = None
         if arguments.text_pair_column:
             pairs = [str(t) for t in table.column(arguments.text_pair_column).to_pylist()]
@@ -92,6 +100,49 @@ def _read_inputs(arguments: argparse.Namespace) -> tuple[list[str], list[str] | 
         texts, pairs = zip(*(line.split("\t", 1) for line in lines))
         return list(texts), list(pairs)
     return lines, None
+
+
+def _read_conversations(arguments: argparse.Namespace) -> tuple[list[Any], Any]:
+    """A chat model's inputs and their files (None for stdin): the conversations of --input's --messages-column
+    (default ``messages``), or its --text-column of prompts, each row a list of messages or a text (one user
+    message), checked as training checks them (errors name the file and line); from stdin, each line is one user
+    message."""
+    from .errors import ColumnNotFoundError, ConfigError
+
+    if arguments.text_pair_column:
+        raise ConfigError("--text-pair-column does not apply to a chat model: it answers one conversation per input")
+    if arguments.messages_column and arguments.text_column:
+        raise ConfigError("give --messages-column (conversations) or --text-column (prompts), not both")
+    if not arguments.input:
+        if arguments.messages_column or arguments.text_column:
+            raise ConfigError("--messages-column and --text-column name columns of --input (stdin: one prompt a line)")
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()], None
+    from .sources import CsvOptions, DataFiles
+    from .training.tasks.sft import DEFAULT_MESSAGES_COLUMN, conversations
+
+    name = arguments.text_column or arguments.messages_column or DEFAULT_MESSAGES_COLUMN
+    files = DataFiles(arguments.input, arguments.format, CsvOptions(quoting=False))
+    for file, columns in files.columns():
+        if name not in columns:
+            raise ColumnNotFoundError(f"column {name!r} is not in {file}; columns: {columns}")
+    values = files.read([name]).column(name)
+    conversations(values, name, "prompt" if arguments.text_column else "messages", files, strings=True)
+    return values.to_pylist(), files
+
+
+def _generate_kwargs(arguments: argparse.Namespace, chats: bool) -> dict[str, Any] | None:
+    """--max-new-tokens and --temperature as ``model.generate``'s options (a chat model only)."""
+    from .errors import ConfigError
+
+    given = {"max_new_tokens": arguments.max_new_tokens, "temperature": arguments.temperature}
+    if not chats:
+        flags = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
+        if arguments.messages_column:
+            flags.append("--messages-column")
+        if flags:
+            raise ConfigError(f"{', '.join(flags)}: for chat models (sft), not this folder's task")
+        return None
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def run_train(arguments: argparse.Namespace) -> int:
@@ -130,12 +181,27 @@ def run_predict(arguments: argparse.Namespace) -> int:
     task = predict_module.read_task(Path(arguments.model_dir))  # a wrong folder fails before the inputs are read
     from .training.tasks import task_for
 
-    task_for(task["kind"]).check_predicts()  # so does a model predict cannot serve
+    trained = task_for(task["kind"])
+    trained.check_predicts()  # so does a model predict cannot serve
+    generate_kwargs = _generate_kwargs(arguments, trained.chats)
     if (Path(arguments.model_dir) / "adapter_config.json").is_file():
         predict_module.resolve_base_model(arguments.model_dir, task, arguments.base_model)
-    texts, pairs = _read_inputs(arguments)
-    results = predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size,
-                                     base_model=arguments.base_model)  # fmt: skip
+    if trained.chats:
+        texts, files = _read_conversations(arguments)
+        try:
+            results = predict_module.predict(
+                arguments.model_dir, texts, batch_size=arguments.batch_size, base_model=arguments.base_model,
+                generate_kwargs=generate_kwargs,
+            )  # fmt: skip
+        except (InvalidInputError, ChatTemplateError) as error:  # "conversation N: ..." -> its file and line
+            found = re.match(r"conversation (\d+): ", str(error))
+            if files is None or found is None:
+                raise
+            raise DataError(f"{files.where(int(found.group(1)))}: {str(error)[found.end() :]}") from error
+    else:
+        texts, pairs = _read_inputs(arguments)
+        results = predict_module.predict(arguments.model_dir, texts, pairs, batch_size=arguments.batch_size,
+                                         base_model=arguments.base_model)  # fmt: skip
     for result in results:
         print(json.dumps(result))
     return 0
@@ -145,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferrotune", description="Fine-tune and run models, fed by ferrotune.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(commands.add_parser("train", help="fine-tune a model (LoRA by default)"))
-    add_predict_arguments(commands.add_parser("predict", help="classify, tag or translate texts with a trained model"))
+    predict_help = "classify, tag or translate texts, or answer conversations, with a trained model"
+    add_predict_arguments(commands.add_parser("predict", help=predict_help))
     from .chatting import add_chat_arguments
 
     add_chat_arguments(commands.add_parser("chat", help="talk to a chat model (its template, the history kept)"))

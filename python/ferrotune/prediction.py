@@ -3,7 +3,8 @@
 The folder holds a LoRA adapter (loaded onto its base model with PEFT) or a full model; examples are batched by
 length (sorted, so almost nothing is padded) and the results come back in input order, shaped as the task's
 transformers ``pipeline`` returns them: ``{"label": ..., "score": ...}`` per text for classification, a list of
-entities per text for token classification (the task decides: ``Task.predict``).
+entities per text for token classification, ``{"generated_text": ...}`` per conversation for a chat model (sft; the
+task decides: ``Task.predict``).
 """
 
 from __future__ import annotations
@@ -109,14 +110,16 @@ def predict_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str
     return outputs
 
 
-def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pairs: str | list[str] | None = None, *,
-            batch_size: int = 64, max_length: int | None = None,
-            base_model: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def predict(model_dir: str | os.PathLike[str], texts: str | list[Any], text_pairs: str | list[str] | None = None, *,
+            batch_size: int = 64, max_length: int | None = None, base_model: str | os.PathLike[str] | None = None,
+            generate_kwargs: dict[str, Any] | None = None) -> list[Any]:  # fmt: skip
     """For each text (or pair), what the task's ``pipeline`` returns: ``{"label": ..., "score": ...}`` for
     classification and regression; for token classification (NER) the list of entities of
     ``pipeline("ner", aggregation_strategy="simple")`` (``entity_group``, ``score``, ``word``, ``start``, ``end``);
     for seq2seq ``{"generated_text": ...}`` as ``pipeline("text2text-generation")`` (the training's source prefix
-    put first).
+    put first); for a chat model (sft) ``texts`` are conversations (lists of ``{"role", "content"}`` messages, or
+    texts: one user message each) and each gives ``{"generated_text": ...}``, the assistant's reply (greedy,
+    ``max_new_tokens=256``; ``generate_kwargs``: ``model.generate``'s options, ``temperature`` > 0 samples).
 
     ``max_length`` defaults to the one the model was trained with (NER: texts longer than that are read in
     overlapping windows, not cut)."""
@@ -124,12 +127,16 @@ def predict(model_dir: str | os.PathLike[str], texts: str | list[str], text_pair
         texts = [texts]
     if isinstance(text_pairs, str):
         text_pairs = [text_pairs]
+    if generate_kwargs is not None and not task_for(read_task(Path(model_dir))["kind"]).chats:
+        raise ConfigError("generate_kwargs is for chat models (sft): this folder's task does not take them")
     model, tokenizer, task = load_trained(model_dir, base_model)
     trained = task_for(task["kind"])
+    options = trained.predict_options(task)
+    if generate_kwargs is not None:
+        options["generate_kwargs"] = generate_kwargs
     return trained.predict(
         model, tokenizer, list(texts), None if text_pairs is None else list(text_pairs), batch_size=batch_size,
-        max_length=max_length or task.get("max_length", 512), label_names=task["label_names"],
-        **trained.predict_options(task),
+        max_length=max_length or task.get("max_length", 512), label_names=task["label_names"], **options,
     )  # fmt: skip
 
 

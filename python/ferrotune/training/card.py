@@ -67,7 +67,8 @@ def _usage(config: TrainConfig, data: Any, base: str, folder_name: str) -> list[
     lines = ["```python"]
     if data.task.predicts:
         pair = ', ["its second text"]' if "text_pair" in data.train.column_names else ""
-        lines += ["import ferrotune", "", f'ferrotune.predict("{folder_name}", ["a text to classify"]{pair})', ""]
+        text = "a message to answer" if data.task.chats else "a text to classify"
+        lines += ["import ferrotune", "", f'ferrotune.predict("{folder_name}", ["{text}"]{pair})', ""]
         lines += ["# or with transformers" + (" and PEFT" if config.use_lora else "")]
     lines += [f"from transformers import {auto}"]
     if config.use_lora:

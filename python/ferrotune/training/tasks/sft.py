@@ -23,8 +23,8 @@ padding of a row is one more document, with labels -100. ``--no-packing`` gives 
 (right padding, length-bucketed). Evaluation runs per conversation, padded.
 
 The loss is the cross-entropy over the learned tokens (labels != -100, shifted: token t predicts t+1), mean over
-them; the metric is perplexity = exp(eval loss). ``ferrotune predict`` does not serve chat models: generate with
-``model.generate`` on ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``."""
+them; the metric is perplexity = exp(eval loss). ``ferrotune predict`` generates the assistant's reply to each
+conversation (:meth:`ChatSFT.predict`): ``{"generated_text": ...}``."""
 
 from __future__ import annotations
 
@@ -59,7 +59,6 @@ class ChatSFT(Task):
     label_column = None  # the labels come from the chat template's structure
     packs_documents = True
     chats = True
-    predicts = False
     default_max_length = 1024
 
     # ---- Options
@@ -227,12 +226,28 @@ class ChatSFT(Task):
                 label_names: list[str] | None = None) -> dict[str, float]:  # fmt: skip
         return {"perplexity": math.exp(min(loss, 50.0))}
 
-    def check_predicts(self) -> None:
-        raise ConfigError(
-            "predict classifies texts; this folder holds a chat model (sft): generate with transformers, "
-            "model.generate(**tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, "
-            "return_tensors='pt')) on the base model with the adapter (PeftModel.from_pretrained(base, folder))"
-        )
+    def predict(self, model: Any, tokenizer: Any, texts: list[Any], pairs: list[str] | None, *, batch_size: int,
+                max_length: int | None, label_names: list[str] | None,
+                generate_kwargs: dict[str, Any] | None = None) -> list[Any]:  # fmt: skip
+        """``{"generated_text": ...}`` per conversation, in input order: the assistant's reply (the new text only, as
+        ``pipeline("text-generation", return_full_text=False)``), generated from the folder's chat template with the
+        generation prompt, greedy with ``max_new_tokens=256`` unless ``generate_kwargs`` say otherwise
+        (:func:`ferrotune.chatting.replies`). A conversation is a list of ``{"role", "content"}`` messages, a text
+        one user message; one conversation (a list of message dicts) gives one result. Prompts are not cut
+        (``max_length`` does not apply), as the pipeline leaves them."""
+        from ...chatting import generation_options, replies
+
+        if pairs is not None:
+            raise ConfigError("sft generates from one conversation (or prompt) per input: it takes no text pairs")
+        if texts and isinstance(texts[0], dict):  # one conversation
+            texts = [texts]
+        if tokenizer.chat_template is None:
+            raise ConfigError(
+                "the tokenizer of this folder has no chat template (tokenizer_config.json's chat_template or "
+                "chat_template.jinja): copy the one the model was trained with into the folder"
+            )
+        options = generation_options(tokenizer, **(generate_kwargs or {}))
+        return [{"generated_text": text} for text in replies(model, tokenizer, texts, batch_size=batch_size, **options)]
 
 
 # --------------------------------------------------------------------------------------------------
