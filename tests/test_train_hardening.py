@@ -174,7 +174,7 @@ def test_ctrl_c_during_an_evaluation_loses_nothing(finished_run, tmp_path, monke
     assert resumed.status == "finished" and resumed.steps == 4
     reference = finished_run[0]
     for kind in ("train", "eval"):
-        drop = {"seconds", "tokens_per_s"}
+        drop = {"seconds", "data_seconds", "tokens_per_s"}
         expected = [{k: v for k, v in r.items() if k not in drop} for r in records(reference, kind)]
         assert [{k: v for k, v in r.items() if k not in drop} for r in records(output_dir, kind)] == expected, kind
     assert (output_dir / "best" / "ferrotune_task.json").is_file()

@@ -366,6 +366,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                 # The epoch's last step may have fewer micro-batches; batches beyond the common count are skipped.
                 remaining = batch_counts[epoch] - (step - epoch_start) * accumulation
                 window = list(itertools.islice(batches, min(accumulation, remaining)))
+                data_seconds = time.perf_counter() - step_start  # the wait for the loader's batches
                 window = [task.prepare_batch(b, accelerator.device) for b in window]
                 # Normalise by the real count of the whole step (all micro-batches, all processes): the gradient
                 # is then that of the mean over every example/token, whatever the batch composition.
@@ -402,7 +403,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
                         "epoch": round(epoch + (step - epoch_start) / epoch_steps[epoch], 4), "loss": loss_value,
                         "lr": learning_rate, "grad_norm": None if grad_norm is None else float(grad_norm),
                         "tokens_per_s": real_tokens / elapsed, "pad_fraction": 1 - real_tokens / max(padded_tokens, 1),
-                        "real_tokens": int(real_tokens), "seconds": elapsed,
+                        "real_tokens": int(real_tokens), "seconds": elapsed, "data_seconds": data_seconds,
                     }, last=stopping)  # fmt: skip
 
                 end_of_epoch = step == epoch_ends[epoch]
