@@ -100,3 +100,26 @@ def test_two_process_sft_shares_the_conversations(tmp_path):
     checkpoint = sorted((out / "checkpoints").iterdir())[-1]
     shares = [torch.load(checkpoint / f"rank-{r}.pt", weights_only=False)["loader"] for r in (0, 1)]
     assert shares == [{"kind": "conversation-batches", "epoch": 0, "batch": steps}] * 2
+
+
+def test_fsdp_launch_is_refused(tmp_path):
+    """`accelerate launch --config_file fsdp.yaml` with the README's FSDP config: the processes refuse before reading
+    the data (ferrotune writes the model from the unwrapped module on the main process, which FSDP's sharded
+    parameters do not allow). On CPU Accelerate would not even shard (it only takes its FSDP path for GPU-like
+    devices: the run would silently be DDP over gloo)."""
+    from conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("cat > fsdp.yaml <<'EOF'\n") + len("cat > fsdp.yaml <<'EOF'\n")
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(readme[start : readme.index("\nEOF\n", start)] + "\n", encoding="utf-8")
+    assert "distributed_type: FSDP" in config.read_text()
+    options = sft_options(tmp_path, conversations=4)
+    completed = launch(options, "--config_file", str(config), "--num_processes", "2", "--mixed_precision", "no",
+                       "--main_process_port", "29615")  # fmt: skip
+    assert completed.returncode != 0
+    # (the first process to exit makes the launcher stop the other, which may not have printed its own yet)
+    refusal = "ferrotune train: error: FSDP is not supported by ferrotune train"
+    assert refusal in completed.stderr, completed.stderr[-3000:]
+    assert "accelerate launch --multi_gpu" in completed.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -207,6 +207,18 @@ def save_model(accelerator: Any, model: Any, folder: Path, model_path: Path, con
 # The run
 
 
+def check_not_fsdp() -> None:
+    """Refuses a launch with Accelerate's FSDP (``distributed_type: FSDP``, which sets ``ACCELERATE_USE_FSDP``): the
+    model is saved, checkpointed and evaluated through the unwrapped model on the main process, which sharded FSDP
+    parameters do not allow (the run would train, then fail or hang while writing its model)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise ConfigError(
+            "FSDP is not supported by ferrotune train (the adapter and checkpoints are written from the unwrapped "
+            "model on the main process, which FSDP's sharded parameters do not allow): launch with DDP instead, "
+            "accelerate launch --multi_gpu --num_processes N -m ferrotune train ..."
+        )
+
+
 def train(config: TrainConfig | dict | str | Path | None = None, **overrides: Any) -> TrainResult:
     """Fine-tunes a model as ``config`` says (a TrainConfig, a dict, a YAML/JSON file; keyword overrides win).
 
@@ -215,6 +227,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, **overrides: An
     # ---- Setup: check everything first (config, data, model files, output folder, resume checkpoint), before the
     # slow imports of torch, transformers and peft: a wrong path or column is reported at once.
     config = as_config(config, overrides)
+    check_not_fsdp()
     data = load_task_data(config)
     model_path = check_model_folder(config.model_path())
     output_dir = Path(config.output_dir)
