@@ -15,7 +15,18 @@ import pytest
 from conftest import load_dataset_slice
 
 
-@pytest.fixture(scope="module", params=["minilm", "gpt2"])
+@pytest.fixture(scope="module")
+def smollm2_dir():
+    """SmolLM2 (byte-level BPE with a Digits pre-tokenizer in its file, some bytes without a token)."""
+    from conftest import require_data_dir
+
+    path = require_data_dir() / "tokenizers" / "smollm2-135m-instruct"
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"SmolLM2 tokenizer not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module", params=["minilm", "gpt2", "smollm2"])
 def engines(request):
     folder = request.getfixturevalue(f"{request.param}_dir")
     fast = ferrotune.Tokenizer.from_pretrained(folder)
@@ -25,9 +36,10 @@ def engines(request):
     return fast, general
 
 
-def test_fast_path_is_picked_automatically(minilm_dir, gpt2_dir):
+def test_fast_path_is_picked_automatically(minilm_dir, gpt2_dir, smollm2_dir):
     assert ferrotune.Tokenizer.from_pretrained(minilm_dir).encoder == "fast-wordpiece"
     assert ferrotune.Tokenizer.from_pretrained(gpt2_dir).encoder == "fast-bpe"
+    assert ferrotune.Tokenizer.from_pretrained(smollm2_dir).encoder == "fast-bpe"
     assert ferrotune.Tokenizer.from_pretrained(gpt2_dir, engine="general").encoder == "general"
 
 
@@ -71,6 +83,7 @@ def test_special_tokens_written_in_text(engines):
     fast, general = engines
     texts = ["hello [SEP] world", "[CLS][MASK]x", "[sep] lower", "[UNK]", "a[PAD]b", "Ünïcödé [MASK] 東京 🙂"]
     texts += ["a<|endoftext|>b", "<|endoftext|><|endoftext|>", " <|endoftext|> x  ", "it's  He'LL   \t\n"]
+    texts += ["<|im_start|>user\n2024-11-29: 3.14\x04\x13 x\x1d<|im_end|>\n", "\x06\x16", "a\x04b 12\x1345"]
     for options in ({}, {"return_offsets_mapping": True, "return_special_tokens_mask": True}):
         a, b = fast(texts, **options), general(texts, **options)
         assert dict(a) == dict(b)

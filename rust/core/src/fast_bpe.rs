@@ -379,9 +379,19 @@ thread_local! {
 #[derive(Clone)]
 pub struct FastByteLevelBpe {
     add_prefix_space: bool,
+    /// A `Digits` pre-tokenizer before `ByteLevel` (SmolLM2, StarCoder): numbers are cut out of
+    /// every piece first, each digit alone (`Some(true)`, `individual_digits`) or in runs.
+    digits: Option<bool>,
     ignore_merges: bool,
     /// The vocabulary id of every byte's character.
     byte_ids: [u32; 256],
+    /// Bytes whose character is not in the vocabulary (SmolLM2 lacks some control characters and
+    /// bytes that never occur in UTF-8), and the crate's model for the words that hold one: it
+    /// skips such a character (or gives the unknown token / byte fallback where the model has
+    /// them), merges across the gap and shifts the offsets after it, all reproduced by letting it
+    /// encode those rare words.
+    missing_bytes: [bool; 256],
+    fallback: Option<Box<tokenizers::models::bpe::BPE>>,
     /// `(left << 32) | right` -> (rank, id of the merged token).
     merges: FxHashMap<u64, (u32, u32)>,
     /// The vocabulary keyed by the bytes its byte-level strings stand for (for `ignore_merges`).
@@ -396,6 +406,7 @@ impl std::fmt::Debug for FastByteLevelBpe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastByteLevelBpe")
             .field("add_prefix_space", &self.add_prefix_space)
+            .field("digits", &self.digits)
             .field("ignore_merges", &self.ignore_merges)
             .field("vocab_size", &self.vocab.len())
             .field("merges", &self.merges.len())
@@ -429,9 +440,28 @@ impl FastByteLevelBpe {
         if tokenizer.get_normalizer().is_some() {
             return None;
         }
-        let Some(PreTokenizerWrapper::ByteLevel(pre_tokenizer)) = tokenizer.get_pre_tokenizer()
-        else {
-            return None;
+        // `ByteLevel`, or `Sequence[Digits, ByteLevel]` (read through its serialization: the
+        // crate keeps a sequence's parts private).
+        let (pre_tokenizer, digits) = match tokenizer.get_pre_tokenizer()? {
+            PreTokenizerWrapper::ByteLevel(pre_tokenizer) => (*pre_tokenizer, None),
+            PreTokenizerWrapper::Sequence(sequence) => {
+                let value = serde_json::to_value(sequence).ok()?;
+                let parts = value.get("pretokenizers")?.as_array()?;
+                let [first, second] = parts.as_slice() else {
+                    return None;
+                };
+                if first.get("type")?.as_str()? != "Digits" {
+                    return None;
+                }
+                let individual = first.get("individual_digits")?.as_bool()?;
+                let PreTokenizerWrapper::ByteLevel(pre_tokenizer) =
+                    serde_json::from_value::<PreTokenizerWrapper>(second.clone()).ok()?
+                else {
+                    return None;
+                };
+                (pre_tokenizer, Some(individual))
+            }
+            _ => return None,
         };
         if !pre_tokenizer.use_regex {
             return None;
@@ -460,10 +490,17 @@ impl FastByteLevelBpe {
         let chars = byte_level_chars();
         let mut byte_of_char: FxHashMap<char, u8> = FxHashMap::default();
         let mut byte_ids = [0u32; 256];
+        let mut missing_bytes = [false; 256];
         for (byte, &c) in chars.iter().enumerate() {
             byte_of_char.insert(c, byte as u8);
-            byte_ids[byte] = *string_vocab.get(c.to_string().as_str())?;
+            match string_vocab.get(c.to_string().as_str()) {
+                Some(&id) => byte_ids[byte] = id,
+                None => missing_bytes[byte] = true,
+            }
         }
+        let fallback = missing_bytes
+            .contains(&true)
+            .then(|| Box::new(model.clone()));
         let mut vocab = FxHashMap::default();
         for (token, &id) in &string_vocab {
             // Entries with other characters can never equal a byte-level word.
@@ -523,8 +560,11 @@ impl FastByteLevelBpe {
 
         Some(Self {
             add_prefix_space: pre_tokenizer.add_prefix_space,
+            digits,
             ignore_merges: model.ignore_merges,
             byte_ids,
+            missing_bytes,
+            fallback,
             merges,
             vocab,
             added_raw,
@@ -648,14 +688,49 @@ impl FastByteLevelBpe {
             self.added_normalized.next_match(bytes, from, end)
         {
             if let Some(id) = id {
-                self.encode_piece(text, piece_start, match_start, sink, state, word);
+                self.encode_split(text, piece_start, match_start, sink, state, word);
                 sink.push(id, (match_start, match_end), *word);
                 *word = word.wrapping_add(1);
                 piece_start = match_end;
             }
             from = match_end;
         }
-        self.encode_piece(text, piece_start, end, sink, state, word);
+        self.encode_split(text, piece_start, end, sink, state, word);
+    }
+
+    /// `text[start..end]` through the `Digits` pre-tokenizer, when there is one (numbers cut out
+    /// of it as the crate's `split(char::is_numeric, Isolated / Contiguous)` cuts them), then
+    /// each part through [`Self::encode_piece`].
+    fn encode_split<S: TokenSink>(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        sink: &mut S,
+        state: &mut ThreadState,
+        word: &mut u32,
+    ) {
+        let Some(individual) = self.digits else {
+            self.encode_piece(text, start, end, sink, state, word);
+            return;
+        };
+        let Some(piece) = text.get(start..end) else {
+            return;
+        };
+        let mut part_start = start;
+        let mut in_number = false;
+        for (offset, c) in piece.char_indices() {
+            let at = start + offset;
+            let numeric = c.is_numeric();
+            // A part ends before a number starts, after a number ends, and between two digits
+            // when each is its own part.
+            if at > part_start && (numeric != in_number || (numeric && individual)) {
+                self.encode_piece(text, part_start, at, sink, state, word);
+                part_start = at;
+            }
+            in_number = numeric;
+        }
+        self.encode_piece(text, part_start, end, sink, state, word);
     }
 
     /// Pre-tokenizes and encodes `text[start..end]`, a piece with no added token in it.
@@ -688,6 +763,31 @@ impl FastByteLevelBpe {
         let text_bytes = text.as_bytes();
         for (word_start, word_end) in (Words { s, at: 0 }) {
             let word_bytes = &s.as_bytes()[word_start..word_end];
+            if let Some(model) = &self.fallback {
+                if word_bytes
+                    .iter()
+                    .any(|&b| self.missing_bytes[usize::from(b)])
+                {
+                    self.encode_with_crate(model, word_bytes, |id, (q0, q1)| {
+                        let span = if S::WANTS_OFFSETS {
+                            let mut first = start + (word_start + q0).saturating_sub(shift);
+                            while first > start && is_utf8_continuation(text_bytes[first]) {
+                                first -= 1;
+                            }
+                            let mut last = start + (word_start + q1).saturating_sub(shift) + 1;
+                            while last < end && is_utf8_continuation(text_bytes[last]) {
+                                last += 1;
+                            }
+                            (first, last)
+                        } else {
+                            (0, 0)
+                        };
+                        sink.push(id, span, *word);
+                    });
+                    *word = word.wrapping_add(1);
+                    continue;
+                }
+            }
             let mut push = |pieces: &[Piece]| {
                 let mut at = word_start;
                 for &(id, len) in pieces {
@@ -743,6 +843,41 @@ impl FastByteLevelBpe {
             *word = word.wrapping_add(1);
         }
         state.prefixed = prefixed;
+    }
+
+    /// A word holding a byte with no token, encoded by the crate's model as the crate does it:
+    /// `emit(id, (first, last))` per token, `first..=last` the word's bytes its offsets point at
+    /// (the crate counts offsets over the characters it kept, so they shift after a skipped one).
+    fn encode_with_crate(
+        &self,
+        model: &tokenizers::models::bpe::BPE,
+        word: &[u8],
+        mut emit: impl FnMut(u32, (usize, usize)),
+    ) {
+        use tokenizers::Model;
+        let chars = byte_level_chars();
+        let level: String = word.iter().map(|&b| chars[usize::from(b)]).collect();
+        // Which byte of the word each byte of the byte-level string stands for.
+        let owner: Vec<usize> = word
+            .iter()
+            .enumerate()
+            .flat_map(|(q, &b)| std::iter::repeat_n(q, chars[usize::from(b)].len_utf8()))
+            .collect();
+        let Ok(tokens) = model.tokenize(&level) else {
+            return;
+        };
+        for token in tokens {
+            let (x0, x1) = token.offsets;
+            let q0 = owner
+                .get(x0)
+                .copied()
+                .unwrap_or(word.len().saturating_sub(1));
+            let q1 = owner
+                .get(x1.saturating_sub(1).max(x0))
+                .copied()
+                .unwrap_or(q0);
+            emit(token.id, (q0, q1));
+        }
     }
 
     /// BPE on the bytes of one word, into `out`: the crate's `Word::merge_all` (a queue of

@@ -253,10 +253,51 @@ fn all_pairs() -> Option<&'static [Pair]> {
                     &with_extra_added(&prefix_space),
                 ),
                 Pair::from_reference("encode_special_tokens", special_as_text),
+                // A byte with no token (SmolLM2 lacks some): skipped, or the unknown token.
+                Pair::new("byte without token", &without_byte_tokens(base)),
+                Pair::new(
+                    "byte without token, unk_token",
+                    &variant(&without_byte_tokens(base), |j| {
+                        j["model"]["unk_token"] = json!("<|endoftext|>");
+                    }),
+                ),
+                // SmolLM2 / StarCoder: `Sequence[Digits, ByteLevel]`.
+                Pair::new("digits individual", &with_digits(base, true)),
+                Pair::new("digits contiguous", &with_digits(base, false)),
+                Pair::new(
+                    "digits individual, add_prefix_space",
+                    &with_digits(&prefix_space, true),
+                ),
             ];
             Some(pairs)
         })
         .as_deref()
+}
+
+/// `json` without the tokens of bytes 0x00 (`Ā`), 0x04 (`Ą`), 0x0A (`Ċ`) and 0xF5 (`õ`), nor the
+/// merges that use them.
+fn without_byte_tokens(json: &Value) -> Value {
+    variant(json, |j| {
+        let vocab = j["model"]["vocab"].as_object_mut().expect("vocab map");
+        for c in ["Ā", "Ą", "Ċ", "õ"] {
+            vocab.remove(c);
+        }
+        let merges = j["model"]["merges"].as_array_mut().expect("merges");
+        merges.retain(|m| {
+            let text = m.to_string();
+            !["Ā", "Ą", "Ċ", "õ"].iter().any(|c| text.contains(c))
+        });
+    })
+}
+
+/// `json` with a `Digits` pre-tokenizer before its `ByteLevel` one.
+fn with_digits(json: &Value, individual_digits: bool) -> Value {
+    variant(json, |j| {
+        let byte_level = j["pre_tokenizer"].clone();
+        j["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": individual_digits}, byte_level
+        ]});
+    })
 }
 
 fn check_all(pairs: &[Pair], text: &str) -> Result<(), String> {
@@ -277,20 +318,21 @@ fn rejects_pipelines_it_does_not_reproduce() {
                     json!({"type": "Sequence", "pretokenizers": [base["pre_tokenizer"]]})
             },
         ),
+        variant(base, |j| {
+            j["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [
+                base["pre_tokenizer"], {"type": "Digits", "individual_digits": true}
+            ]})
+        }),
+        variant(base, |j| {
+            j["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, {"type": "Whitespace"}
+            ]})
+        }),
         variant(base, |j| j["model"]["dropout"] = json!(0.5)),
         variant(base, |j| j["model"]["end_of_word_suffix"] = json!("</w>")),
         variant(base, |j| j["added_tokens"][0]["lstrip"] = json!(true)),
         variant(base, |j| j["added_tokens"][0]["rstrip"] = json!(true)),
         variant(base, |j| j["added_tokens"][0]["single_word"] = json!(true)),
-        // A byte with no token: the unknown token (or nothing) would stand for it.
-        variant(base, |j| {
-            j["model"]["vocab"]
-                .as_object_mut()
-                .expect("vocab map")
-                .remove("Ā");
-            let merges = j["model"]["merges"].as_array_mut().expect("merges");
-            merges.retain(|m| !m.to_string().contains('Ā'));
-        }),
     ];
     for json in &rejected {
         let tokenizer = reference_tokenizer(json);
@@ -530,9 +572,13 @@ fn pathological_inputs_take_linear_time() {
         "ab".repeat(1 << 19),
         "<|endoftext|>".repeat(1 << 14),
         "'s".repeat(1 << 17),
+        // Long digit runs: every digit is a piece of its own where `Digits` splits them.
+        "1234567890".repeat(1 << 17),
+        format!("a{}", "٣".repeat(1 << 18)),
     ];
+    let digits = pairs.iter().filter(|p| p.name == "digits individual");
     for text in &texts {
-        for pair in &pairs[..2] {
+        for pair in pairs[..2].iter().chain(digits.clone()) {
             let started = Instant::now();
             let mut ids = Vec::new();
             pair.fast.encode_ids_into(text, &mut ids);
@@ -627,4 +673,52 @@ proptest! {
             prop_assert!(false, "{}", message);
         }
     }
+}
+
+/// The real SmolLM2 tokenizer (`Sequence[Digits(individual), ByteLevel]`, ChatML special tokens),
+/// on the real data, LIMA's conversations written out in ChatML, and every vocabulary entry.
+#[test]
+fn smollm2_matches_the_crate() {
+    let folder = shared_data().join("tokenizers/smollm2-135m-instruct");
+    let Ok(text) = std::fs::read_to_string(folder.join("tokenizer.json")) else {
+        eprintln!("skipping: {} is absent", folder.display());
+        return;
+    };
+    let json: Value = serde_json::from_str(&text).expect("tokenizer.json is JSON");
+    let pair = Pair::new("smollm2", &json);
+    let mut texts = real_texts().unwrap_or_default();
+    if let Ok(lima) = std::fs::read_to_string(shared_data().join("sft/lima.jsonl")) {
+        for line in lima.lines() {
+            let row: Value = serde_json::from_str(line).expect("LIMA line is JSON");
+            let mut chat = String::new();
+            for message in row["messages"].as_array().expect("messages") {
+                let role = message["role"].as_str().unwrap_or("user");
+                let content = message["content"].as_str().unwrap_or("");
+                chat.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+            }
+            texts.push(chat);
+        }
+    }
+    let decoder = byte_level_decoder();
+    let vocab: Vec<String> = pair
+        .reference
+        .get_vocab(true)
+        .into_keys()
+        .filter_map(|entry| decode_byte_level(&entry, &decoder))
+        .flat_map(|entry| [entry.clone(), format!("x{entry} 12{entry}3y")])
+        .collect();
+    texts.extend(vocab);
+    let stride = if cfg!(debug_assertions) { 16 } else { 1 };
+    let failures: Vec<String> = texts
+        .par_iter()
+        .step_by(stride)
+        .filter_map(|text| pair.check(text).err())
+        .collect();
+    eprintln!("checked {} texts", texts.len().div_ceil(stride));
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {}",
+        failures.len(),
+        failures[0]
+    );
 }
