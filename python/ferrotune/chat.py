@@ -17,8 +17,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from . import _core
-from .errors import ChatTemplateError, InputTypeError, InvalidArgumentError, InvalidInputError
+from .errors import ChatMaskError, ChatTemplateError, InputTypeError, InvalidArgumentError, InvalidInputError
 
 _logger = logging.getLogger("transformers.tokenization_utils_base")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")  # transformers' names of a message's reasoning
@@ -267,10 +269,6 @@ def apply_chat_template(
 LOSS_ON = ("assistant", "last_assistant", "all", "completion")
 
 
-class ChatMaskError(InvalidInputError):
-    """A conversation whose loss mask cannot be computed exactly, or would be empty."""
-
-
 def tokenize_conversations(
     tokenizer: Any,
     conversations: list[list[dict]],
@@ -300,12 +298,41 @@ def tokenize_conversations(
     followed by an answer starting with ``\n\n`` is tokenized with a ``\n\n\n`` token): the rendered prompt and
     prompt plus answer must then only be prefixes of the conversation's TEXT, and the answer's tokens are those from
     the one holding its first character to the one holding its last, as transformers computes ``assistant_masks``
-    from ``{% generation %}`` spans (where the token prefixes hold, both ways give the same tokens).
+    from ``{% generation %}`` spans (where the token prefixes hold, both ways give the same tokens). It is also the
+    fast way: each conversation is tokenized once.
 
+    Everything runs in the core (rendering, tokenization, spans, labels), in parallel with the GIL released.
     Conversations longer than ``max_length`` tokens are cut (right). A conversation left with no token to learn
     (no assistant message, or all of it cut away) is an error (``on_empty="error"``) or is left out
     (``on_empty="drop"``), counted in ``dropped`` (its index in ``dropped_indices``) — never trained on silently.
     Returns ``{"input_ids": [...], "labels": [...], "dropped": n, "dropped_indices": [...], "kept": [...]}``."""
+    rows, kept, dropped = encode_conversations(
+        tokenizer, conversations, completions=completions, loss_on=loss_on, max_length=max_length,
+        on_empty=on_empty, chat_template=chat_template, boundaries=boundaries, **template_kwargs,
+    )  # fmt: skip
+    ids, starts, _ = rows.ragged()
+    bounds = starts[1:-1]
+    return {
+        "input_ids": [row.tolist() for row in np.split(ids, bounds)] if len(kept) else [],
+        "labels": [row.tolist() for row in np.split(rows.labels(), bounds)] if len(kept) else [],
+        "kept": kept.tolist(), "dropped": len(dropped), "dropped_indices": dropped.tolist(),
+    }  # fmt: skip
+
+
+def encode_conversations(
+    tokenizer: Any,
+    conversations: list[list[dict]],
+    *,
+    completions: list[list[dict]] | None = None,
+    loss_on: str = "assistant",
+    max_length: int | None = None,
+    on_empty: str = "error",
+    chat_template: str | None = None,
+    boundaries: str = "tokens",
+    **template_kwargs: Any,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """:func:`tokenize_conversations` as the core's rows: ``(TokenRows with labels, kept, dropped)``, no Python
+    list per token (what the streaming loader uses)."""
     if loss_on not in LOSS_ON:
         raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
     if on_empty not in ("error", "drop"):
@@ -319,135 +346,24 @@ def tokenize_conversations(
     template = get_chat_template(tokenizer, chat_template, template_kwargs.get("tools"))
     variables = {**tokenizer.special_tokens_map, **template_kwargs}
     tools, documents = variables.pop("tools", None), variables.pop("documents", None)
-    whole = [
-        list(c) + list(completions[i]) if completions is not None else list(c) for i, c in enumerate(conversations)
-    ]
-    for index, conversation in enumerate(whole):
-        if not conversation or not all(isinstance(m, dict) for m in conversation):
+    if documents is not None and not all(isinstance(document, dict) for document in documents):
+        raise InputTypeError("Documents should be a list of dicts with 'title' and 'text' keys!")
+    variables.update(tools=_tool_schemas(tools), documents=documents)
+    whole = []
+    for index, conversation in enumerate(conversations):
+        messages = list(conversation) + (list(completions[index]) if completions is not None else [])
+        if not messages or not all(isinstance(m, dict) for m in messages):
             raise InputTypeError(f"conversation {index}: a conversation is a non-empty list of message dicts")
-
-    def render_all(chats: list[list[dict]], prompt: bool, owners: list[int] | None = None) -> list[str]:
-        """The texts of ``chats``; ``owners[i]``: the conversation chat ``i`` is a prefix of (for errors)."""
-        try:
-            texts, _ = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in chats],
-                              template, tools=tools, documents=documents, add_generation_prompt=prompt,
-                              continue_final_message=False, variables=variables)  # fmt: skip
-        except ChatTemplateError as error:
-            found = re.match(r"conversation (\d+): (.*)", str(error), flags=re.S)
-            if owners is None or not found:
-                raise
-            raise ChatTemplateError(f"conversation {owners[int(found.group(1))]}: {found.group(2)}") from error
-        return texts
-
-    def ids_of(texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-    texts, generation = render([[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in whole],
-                               template, tools=tools, documents=documents, add_generation_prompt=False,
-                               continue_final_message=False, variables=variables)  # fmt: skip
-    # The template's own {% generation %} blocks (as the core found them when compiling) give the assistant spans.
-    from_blocks = loss_on in ("assistant", "last_assistant") and compiled(template).has_generation()
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=from_blocks)
-    full = encoded["input_ids"]
-    spans: list[list[tuple[int, int]]] = [[] for _ in whole]  # token spans [start, end) of the loss
-    if loss_on == "all":
-        spans = [[(0, len(ids))] for ids in full]
-    elif loss_on == "completion":
-        prompt_texts = render_all([list(c) for c in conversations], True)
-        for index, (prompt, ids) in enumerate(zip(ids_of(prompt_texts), full)):
-            if (
-                ids[: len(prompt)] != prompt
-                and boundaries == "characters"
-                and texts[index].startswith(prompt_texts[index])
-                and len(texts[index]) > len(prompt_texts[index])
-            ):
-                start = tokenizer([texts[index]], add_special_tokens=False,
-                                  return_offsets_mapping=True).char_to_token(0, len(prompt_texts[index]))  # fmt: skip
-                if start is not None:
-                    spans[index] = [(start, len(ids))]
-                    continue
-            _check_prefix(prompt, ids, index, "the prompt with its generation prompt")
-            spans[index] = [(len(prompt), len(ids))]
-    elif from_blocks:
-        for index, char_spans in enumerate(generation):
-            chosen = char_spans[-1:] if loss_on == "last_assistant" else char_spans
-            for start, end in chosen:
-                # transformers' assistant_masks, quirks included: the token of the block's first character to the
-                # token of its last (for an empty block, of the character before it: an empty range, or the one
-                # token spanning the edge), or to the end when that is no token (cut away).
-                start_token = encoded.char_to_token(index, start)
-                end_token = encoded.char_to_token(index, end - 1)
-                if start_token is None:
-                    break
-                spans[index].append((start_token, end_token + 1 if end_token else len(full[index])))
-    else:
-        # The prompt and the answer of every assistant message, rendered in one batch.
-        requests = [(index, k) for index, chat in enumerate(whole) for k, message in enumerate(chat)
-                    if message.get("role") == "assistant"]  # fmt: skip
-        if loss_on == "last_assistant":
-            last = {index: k for index, k in requests}
-            requests = [(index, k) for index, k in requests if last[index] == k]
-        owners = [index for index, _ in requests]
-        prompt_texts = render_all([whole[index][:k] for index, k in requests], True, owners) if requests else []
-        answer_texts = render_all([whole[index][: k + 1] for index, k in requests], False, owners) if requests else []
-        prompts, answers = ids_of(prompt_texts), ids_of(answer_texts)
-        offsets: dict[int, Any] = {}  # conversations encoded with offsets (boundaries="characters")
-        for (index, k), prompt, answer, prompt_text, answer_text in zip(
-            requests, prompts, answers, prompt_texts, answer_texts
-        ):
-            aligned = full[index][: len(prompt)] == prompt and full[index][: len(answer)] == answer
-            if not aligned and boundaries == "characters" and texts[index].startswith(prompt_text) \
-                    and texts[index].startswith(answer_text) and len(answer_text) > len(prompt_text):  # fmt: skip
-                if index not in offsets:
-                    offsets[index] = tokenizer([texts[index]], add_special_tokens=False, return_offsets_mapping=True)
-                start = offsets[index].char_to_token(0, len(prompt_text))
-                end = offsets[index].char_to_token(0, len(answer_text) - 1)
-                if start is not None and end is not None:
-                    spans[index].append((start, end + 1))
-                    continue
-            _check_prefix(prompt, full[index], index, f"the conversation up to message {k} (generation prompt added)")
-            _check_prefix(answer, full[index], index, f"the conversation through message {k}")
-            if len(answer) < len(prompt):
-                raise ChatMaskError(f"conversation {index}: message {k} renders shorter than its prompt")
-            spans[index].append((len(prompt), len(answer)))
-    input_ids, labels, kept, dropped = [], [], [], []
-    for index, (ids, chosen) in enumerate(zip(full, spans)):
-        length = len(ids) if max_length is None else min(len(ids), max_length)
-        label = [-100] * length
-        for start, end in chosen:
-            for position in range(start, min(end, length)):
-                label[position] = ids[position]
-        if all(value == -100 for value in label):
-            if on_empty == "error":
-                reason = "has no assistant message" if not chosen else f"loses its answer to max_length={max_length}"
-                raise ChatMaskError(
-                    f"conversation {index} {reason}: it has no token to learn (pass on_empty='drop' to leave such "
-                    "conversations out, counted)"
-                )
-            dropped.append(index)
-            continue
-        kept.append(index)
-        input_ids.append(ids[:length])
-        labels.append(label)
-    return {"input_ids": input_ids, "labels": labels, "kept": kept, "dropped": len(dropped),
-            "dropped_indices": dropped}  # fmt: skip
-
-
-def _check_prefix(prefix: list[int], ids: list[int], index: int, what: str) -> None:
-    if ids[: len(prefix)] != prefix:
-        position = next((i for i, (a, b) in enumerate(zip(prefix, ids)) if a != b), min(len(prefix), len(ids)))
-        raise ChatMaskError(
-            f"conversation {index}: {what} does not tokenize as a prefix of the whole conversation (first "
-            f"difference at token {position}): the template renders earlier turns differently once later ones "
-            "exist, or a token spans the edge of a turn, so the assistant spans cannot be found exactly; add "
-            "{% generation %} blocks to the template, pass boundaries='characters' (a token spanning the edge), or "
-            "use loss_on='all' / 'completion'"
-        )
+        # transformers' render: the message dicts as given (None fields left out), reasoning fields aliased.
+        whole.append(_alias_reasoning_fields([{k: v for k, v in m.items() if v is not None} for m in messages]))
+    prompt_messages = [len(c) for c in conversations] if completions is not None else None
+    return _core.TokenRows.encode_conversations(
+        compiled(template), tokenizer._core, whole, prompt_messages=prompt_messages, variables=variables,
+        loss_on=loss_on, boundaries=boundaries, max_length=max_length, drop_empty=on_empty == "drop",
+    )  # fmt: skip
 
 
 __all__ = [
-    "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "get_chat_template", "render",
-    "tokenize_conversations",
+    "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "encode_conversations",
+    "get_chat_template", "render", "tokenize_conversations",
 ]  # fmt: skip

@@ -17,6 +17,7 @@ __all__ = [
     "TokenizerFormatError",
     "TokenizationError",
     "ChatTemplateError",
+    "ChatMaskError",
     "InternalError",
     "TrainingError",
     "ConfigError",
@@ -71,6 +72,10 @@ class TokenizationError(FerrotuneError, ValueError):
 class ChatTemplateError(FerrotuneError, ValueError):
     """A chat template that does not compile, or that stopped rendering a conversation (its ``raise_exception``
     message, naming the conversation). transformers raises ``jinja2.TemplateError`` with the same message."""
+
+
+class ChatMaskError(InvalidInputError):
+    """A conversation whose loss mask cannot be computed exactly, or would be empty (naming the conversation)."""
 
 
 class InternalError(FerrotuneError, RuntimeError):

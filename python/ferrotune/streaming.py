@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,14 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from . import _core
-from .errors import DataSourceError, InputTypeError, InvalidArgumentError, InvalidInputError, StateDictError
+from .errors import (
+    ChatTemplateError,
+    DataSourceError,
+    InputTypeError,
+    InvalidArgumentError,
+    InvalidInputError,
+    StateDictError,
+)  # fmt: skip
 from .padding import check_padding_side, known_max_length, pad_values
 from .sources import CsvOptions, Unit, _Source, arrow_column, check_columns, open_sources
 from .tokenizer import Tokenizer
@@ -81,6 +89,18 @@ class StreamingLoader(IterableDataset):
     of source and target; ``max_tokens`` counts both padded sides, ``rows x (widest source + widest target)``, as
     do ``stats['tokens']`` / ``stats['padded_tokens']``. Packing is refused (a seq2seq example owns its row).
 
+    Conversations (chat SFT): ``messages_column`` (OpenAI-style lists of ``{role, content}``), or ``prompt_column``
+    + ``completion_column`` (each a list of messages, or a string: a user prompt / an assistant answer). Each window
+    is rendered with the chat template (``chat_template``: a template source or a name of the tokenizer's; default
+    the tokenizer's), tokenized and labelled in the core (:func:`ferrotune.chat.tokenize_conversations`): ``labels``
+    are the ids where the loss applies (``loss_on``: "assistant" by default, "completion" for prompt/completion
+    data, "last_assistant", "all") and -100 elsewhere; ``boundaries`` defaults to "characters" (each conversation
+    tokenized once; the masks transformers' ``{% generation %}`` blocks give). Truncation cuts conversations to
+    ``max_length``; a conversation left with nothing to learn is an error naming its file and line
+    (``on_empty="error"``) or is left out and counted in ``stats['dropped']`` (``on_empty="drop"``). Padded batches
+    carry ``labels`` padded with -100; packed batches (``packing=True``) are ``DataCollatorWithFlattening``'s, the
+    labels those of the conversations (and -100 at each one's first token).
+
     Labels come out as one dtype for the whole stream: ``label_dtype`` ('int64' class ids or 'float32'
     regression targets), or by default the type of the first unit's labels in file order (JSONL/CSV
     types are inferred per unit; a non-whole label in an int64 stream is an error naming its line).
@@ -130,10 +150,44 @@ class StreamingLoader(IterableDataset):
         max_target_length: int | None = None,
         model: Any = None,
         decoder_start_token_id: int | None = None,
+        messages_column: str | None = None,
+        prompt_column: str | None = None,
+        completion_column: str | None = None,
+        chat_template: str | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        loss_on: str | None = None,
+        on_empty: str = "error",
+        boundaries: str = "characters",
     ) -> None:
         super().__init__()
-        if (text_column is None) == (input_ids_column is None):
-            raise InvalidArgumentError("give exactly one of text_column (raw text) and input_ids_column (token ids)")
+        conversational = messages_column is not None or prompt_column is not None or completion_column is not None
+        if sum(c is not None for c in (text_column, input_ids_column, messages_column, prompt_column)) != 1 or (
+            (prompt_column is None) != (completion_column is None)
+        ):
+            raise InvalidArgumentError(
+                "give exactly one of text_column (raw text), input_ids_column (token ids), messages_column "
+                "(conversations) and prompt_column + completion_column (prompts and their completions)"
+            )
+        if conversational:
+            if tokenizer is None:
+                raise InvalidArgumentError("a tokenizer (with a chat template) is needed to tokenize conversations")
+            for name, value in (("text_pair_column", text_pair_column), ("label_column", label_column),
+                                ("target_column", target_column)):  # fmt: skip
+                if value is not None:
+                    raise InvalidArgumentError(f"{name} cannot be used with conversations (their labels are their own)")
+            from .chat import LOSS_ON
+
+            loss_on = loss_on or ("completion" if prompt_column is not None else "assistant")
+            if loss_on not in LOSS_ON:
+                raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
+            if (loss_on == "completion") != (prompt_column is not None):
+                raise InvalidArgumentError("loss_on='completion' is for prompt_column + completion_column, and only")
+            if on_empty not in ("error", "drop"):
+                raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
+            if boundaries not in ("tokens", "characters"):
+                raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
+        elif chat_template is not None or chat_template_kwargs is not None or loss_on is not None:
+            raise InvalidArgumentError("chat_template, chat_template_kwargs and loss_on are for conversations")
         if text_pair_column is not None and text_column is None:
             raise InvalidArgumentError("text_pair_column needs text_column")
         if text_column is not None and tokenizer is None:
@@ -203,6 +257,12 @@ class StreamingLoader(IterableDataset):
             batch_size = 32
 
         self.tokenizer = tokenizer
+        self.messages_column, self.prompt_column, self.completion_column = (
+            messages_column, prompt_column, completion_column,
+        )  # fmt: skip
+        self.conversational = conversational
+        self.chat_template, self.chat_template_kwargs = chat_template, dict(chat_template_kwargs or {})
+        self.loss_on, self.on_empty, self.boundaries = loss_on, on_empty, boundaries
         self.text_column, self.text_pair_column = text_column, text_pair_column
         self.input_ids_column, self.label_column = input_ids_column, label_column
         self.label_dtype = label_dtype  # None: decided once from the data when first needed
@@ -251,11 +311,24 @@ class StreamingLoader(IterableDataset):
                 "input_ids_column": input_ids_column,
                 "label_column": label_column,
                 "target_column": target_column,
+                "messages_column": messages_column,
+                "prompt_column": prompt_column,
+                "completion_column": completion_column,
             },
         )
         self._columns = [
             c
-            for c in (text_column, text_pair_column, input_ids_column, type_column, label_column, target_column)
+            for c in (
+                text_column,
+                text_pair_column,
+                input_ids_column,
+                type_column,
+                label_column,
+                target_column,
+                messages_column,
+                prompt_column,
+                completion_column,
+            )  # fmt: skip
             if c is not None
         ]
         self._units = [
@@ -287,6 +360,8 @@ class StreamingLoader(IterableDataset):
         self._resume: tuple[int, int, int] | None = None
         self._reader: tuple[int, int] | None = None
         self.stats = {"batches": 0, "examples": 0, "tokens": 0, "padded_tokens": 0}
+        if conversational:
+            self.stats["dropped"] = 0  # conversations left out with nothing to learn (on_empty="drop")
 
     # ----------------------------------------------------------------------------------------------
     # Settings
@@ -328,6 +403,9 @@ class StreamingLoader(IterableDataset):
         }
         if self.target_column is not None:  # only then: text streams keep their fingerprints
             settings["targets"] = [self.target_column, self.max_target_length]
+        if self.conversational:
+            settings["conversations"] = [self.chat_template, self.chat_template_kwargs, self.loss_on,
+                                         self.on_empty, self.boundaries]  # fmt: skip
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------------------------
@@ -472,7 +550,9 @@ class StreamingLoader(IterableDataset):
             row -= hi - lo
         return "?"
 
-    def _tokenize(self, table: Any) -> Any:
+    def _tokenize(self, table: Any, segments: list[tuple[Unit, int, int]]) -> Any:
+        if self.conversational:
+            return self._tokenize_conversations(table, segments)
         if self.text_column is not None:
             pairs = arrow_column(table, self.text_pair_column, "text") if self.text_pair_column else None
             return _core.TokenRows.encode(
@@ -496,6 +576,33 @@ class StreamingLoader(IterableDataset):
                 f"'{self.input_ids_column}' holds examples longer than max_length={self.max_length}; "
                 "pre-tokenized ids are not truncated: truncate them when tokenizing"
             )
+        return rows
+
+    def _tokenize_conversations(self, table: Any, segments: list[tuple[Unit, int, int]]) -> Any:
+        """The window's conversations rendered, tokenized and labelled in the core; errors name file and line."""
+        from .chat import encode_conversations
+
+        if self.messages_column is not None:
+            conversations = _conversation_column(table, self.messages_column, "user", self, segments)
+            completions = None
+        else:
+            conversations = _conversation_column(table, self.prompt_column, "user", self, segments)
+            completions = _conversation_column(table, self.completion_column, "assistant", self, segments)
+        try:
+            rows, _, dropped = encode_conversations(
+                self.tokenizer, conversations, completions=completions, loss_on=self.loss_on,
+                max_length=self.max_length, on_empty=self.on_empty, chat_template=self.chat_template,
+                boundaries=self.boundaries, **self.chat_template_kwargs,
+            )  # fmt: skip
+        except (ChatTemplateError, InvalidInputError) as error:
+            found = re.match(r"conversation (\d+)(.*)", str(error), flags=re.S)
+            if not found:
+                raise
+            # "conversation 3 has no ..." -> "'data.jsonl', line 12: the conversation has no ..."
+            where, rest = self._describe(segments, int(found.group(1))), found.group(2).lstrip(": ")
+            raise type(error)(f"{where}: {rest}" if found.group(2).startswith(":") else
+                              f"{where}: the conversation{found.group(2)}") from error  # fmt: skip
+        self._dropped_now = len(dropped)
         return rows
 
     def _tokenize_targets(self, table: Any) -> Any:
@@ -589,7 +696,7 @@ class StreamingLoader(IterableDataset):
             real = padded = ids.shape[0]
             examples = plan.shape[0]
         else:
-            ids, mask, types = rows.collate(
+            ids, mask, types, row_labels = rows.collate(
                 plan,
                 pad_id=self.pad_token_id,
                 pad_type_id=self.pad_token_type_id,
@@ -602,10 +709,12 @@ class StreamingLoader(IterableDataset):
             batch["attention_mask"] = mask
             if labels is not None:
                 batch["labels"] = labels[plan]
+            if row_labels is not None:  # conversations: their own labels, padded with -100
+                batch["labels"] = row_labels
             real, padded, examples = int(mask.sum()), mask.size, plan.shape[0]
             if targets is not None:
                 # DataCollatorForSeq2Seq: the labels padded on their own, with -100, on the tokenizer's side.
-                label_ids, label_mask, _ = targets.collate(
+                label_ids, label_mask, _, _ = targets.collate(
                     plan,
                     pad_id=_LABEL_PAD_ID,
                     padding_side=self.padding_side,
@@ -664,7 +773,9 @@ class StreamingLoader(IterableDataset):
             for window in range(windows):
                 table = self._read_window(_slice_segments(segments, window * self.window, (window + 1) * self.window))
                 seed = _mix(self.seed, epoch, reader, readers, window)
-                plans = self._plan(self._tokenize(table), seed, window == windows - 1, self._tokenize_targets(table))
+                window_segments = _slice_segments(segments, window * self.window, (window + 1) * self.window)
+                rows = self._tokenize(table, window_segments)
+                plans = self._plan(rows, seed, window == windows - 1, self._tokenize_targets(table))
                 total += len(plans)
         return total
 
@@ -698,7 +809,9 @@ class StreamingLoader(IterableDataset):
             rows_from, rows_to = window * self.window, min((window + 1) * self.window, size)
             window_segments = _slice_segments(segments, rows_from, rows_to)
             table = self._read_window(window_segments)
-            rows = self._tokenize(table)
+            rows = self._tokenize(table, window_segments)
+            if self.conversational:
+                self.stats["dropped"] += self._dropped_now
             labels = self._labels(table, window_segments)
             targets = self._tokenize_targets(table)
             seed = _mix(self.seed, epoch, reader, readers, window)
@@ -731,3 +844,20 @@ def _slice_segments(segments: list[tuple[Unit, int, int]], start: int, stop: int
         if position >= stop:
             break
     return out
+
+
+def _conversation_column(table: Any, name: str, role: str, loader: StreamingLoader,
+                         segments: list[tuple[Unit, int, int]]) -> list[list[dict]]:  # fmt: skip
+    """Column ``name``'s conversations: lists of message dicts, or strings read as one message of ``role``."""
+    conversations = []
+    for row, value in enumerate(table.column(name).to_pylist()):
+        if isinstance(value, str):
+            conversations.append([{"role": role, "content": value}])
+        elif isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            conversations.append(value)
+        else:
+            raise InputTypeError(
+                f"{loader._describe(segments, row)}: column '{name}' must hold a non-empty list of messages "
+                f"({{'role': ..., 'content': ...}}) or a string, found {type(value).__name__}: {str(value)[:80]!r}"
+            )
+    return conversations

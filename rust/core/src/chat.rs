@@ -28,7 +28,7 @@ pub enum TemplateValue {
 }
 
 impl TemplateValue {
-    fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         match self {
             TemplateValue::None => Value::from(()),
             TemplateValue::Bool(b) => Value::from(*b),
@@ -47,7 +47,7 @@ impl TemplateValue {
     }
 
     /// True when a string anywhere inside holds one of the generation markers.
-    fn holds_marker(&self) -> bool {
+    pub(crate) fn holds_marker(&self) -> bool {
         match self {
             TemplateValue::Str(s) => s.contains([GENERATION_START, GENERATION_END]),
             TemplateValue::List(items) => items.iter().any(Self::holds_marker),
@@ -110,17 +110,52 @@ impl ChatTemplate {
     /// tokens and any other template variable.
     pub fn render(&self, context: &[(String, TemplateValue)]) -> Result<Rendered> {
         if context.iter().any(|(_, value)| value.holds_marker()) {
-            return Err(FerrotuneError::ChatTemplate(
-                "the conversation holds the characters U+FDD0 or U+FDD1, which ferrotune reserves to mark \
-                 {% generation %} blocks"
-                    .into(),
-            ));
+            return Err(Self::marker_error());
         }
         let template = self.env.get_template("chat").map_err(template_error)?;
         let context = Value::from_pairs(
             context
                 .iter()
                 .map(|(key, value)| (Value::from(key.as_str()), value.to_value())),
+        );
+        let text = template.render(context).map_err(template_error)?;
+        Ok(strip_generation_markers(&text))
+    }
+
+    pub(crate) fn marker_error() -> FerrotuneError {
+        FerrotuneError::ChatTemplate(
+            "the conversation holds the characters U+FDD0 or U+FDD1, which ferrotune reserves to mark \
+             {% generation %} blocks"
+                .into(),
+        )
+    }
+
+    /// Renders `messages` (already template values, so that the prefixes of one conversation share
+    /// them) with `variables` (the caller checked them for markers); `messages` and
+    /// `add_generation_prompt` in `variables` are overridden.
+    pub(crate) fn render_values(
+        &self,
+        variables: &[(Value, Value)],
+        messages: &[Value],
+        add_generation_prompt: bool,
+    ) -> Result<Rendered> {
+        let template = self.env.get_template("chat").map_err(template_error)?;
+        let fixed = [
+            (Value::from("messages"), Value::from(messages.to_vec())),
+            (
+                Value::from("add_generation_prompt"),
+                Value::from(add_generation_prompt),
+            ),
+        ];
+        let context = Value::from_pairs(
+            variables
+                .iter()
+                .filter(|(key, _)| {
+                    key.as_str() != Some("messages")
+                        && key.as_str() != Some("add_generation_prompt")
+                })
+                .cloned()
+                .chain(fixed),
         );
         let text = template.render(context).map_err(template_error)?;
         Ok(strip_generation_markers(&text))

@@ -39,6 +39,9 @@ pub enum FerrotuneError {
     /// `raise_exception(...)` message, an unknown filter, ...).
     #[error("{0}")]
     ChatTemplate(String),
+    /// A conversation whose loss mask cannot be computed exactly, or would be empty.
+    #[error("{0}")]
+    ChatMask(String),
     /// A panic caught at the boundary: always a bug in ferrotune.
     #[error("internal error (a bug in ferrotune, please report it): {0}")]
     Internal(String),

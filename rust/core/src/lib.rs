@@ -10,6 +10,8 @@
 //!   the `tokenizers` crate and many times faster.
 //! * [`fast_bpe::FastByteLevelBpe`] does the same for GPT-2 style byte-level BPE pipelines.
 //!
+//! * [`chat`] renders chat templates as transformers does, and [`conversations`] turns conversations
+//!   into token ids and loss labels.
 //! * [`stream`] plans, packs and collates the batches of the streaming loader.
 //!
 //! Nothing here depends on Python; the bindings live in `ferrotune-python`.
@@ -18,6 +20,7 @@ pub mod arrow;
 pub mod buffers;
 pub mod chat;
 pub mod collate;
+pub mod conversations;
 pub mod direct;
 pub mod engine;
 pub mod error;

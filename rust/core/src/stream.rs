@@ -23,6 +23,9 @@ pub struct TokenRows {
     /// Segment ids (BERT's `token_type_ids`), aligned with `ids.values`, when the tokenizer makes
     /// them.
     pub type_ids: Option<Vec<i64>>,
+    /// Per-token labels (conversations: the ids where the loss applies, -100 elsewhere), aligned
+    /// with `ids.values`.
+    pub labels: Option<Vec<i64>>,
 }
 
 impl TokenRows {
@@ -36,7 +39,27 @@ impl TokenRows {
                 )));
             }
         }
-        Ok(TokenRows { ids, type_ids })
+        Ok(TokenRows {
+            ids,
+            type_ids,
+            labels: None,
+        })
+    }
+
+    /// Rows with per-token labels (aligned with the ids).
+    pub fn with_labels(ids: Ragged, labels: Vec<i64>) -> Result<Self> {
+        if labels.len() != ids.values.len() {
+            return Err(FerrotuneError::InvalidInput(format!(
+                "'labels' has {} values but 'input_ids' has {}",
+                labels.len(),
+                ids.values.len()
+            )));
+        }
+        Ok(TokenRows {
+            ids,
+            type_ids: None,
+            labels: Some(labels),
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -48,13 +71,14 @@ impl TokenRows {
     }
 }
 
-/// The token type ids of a window as rows, read in place (the ids' row boundaries).
-struct TypeRows<'a> {
+/// Values aligned with the ids (token type ids, labels) as rows, read in place (the ids' row
+/// boundaries).
+struct AlignedRows<'a> {
     types: &'a [i64],
     starts: &'a [usize],
 }
 
-impl RowSource for TypeRows<'_> {
+impl RowSource for AlignedRows<'_> {
     fn rows(&self) -> usize {
         self.starts.len() - 1
     }
@@ -309,6 +333,8 @@ pub struct PaddedBatch {
     pub input_ids: Vec<i64>,
     pub attention_mask: Vec<i64>,
     pub token_type_ids: Option<Vec<i64>>,
+    /// The rows' labels padded with -100, when the rows have labels.
+    pub labels: Option<Vec<i64>>,
 }
 
 /// Pads the rows `batch` of a window to the longest (rounded up to `pad_to_multiple_of`), as
@@ -334,6 +360,7 @@ pub fn collate_padded(
             ColumnRule::new("input_ids", pad_id, Width::Aligned),
             ColumnRule::new("token_type_ids", pad_type_id, Width::Aligned),
             ColumnRule::new("attention_mask", 0, Width::Aligned),
+            ColumnRule::new("labels", crate::conversations::IGNORED, Width::Aligned),
         ],
         Some("attention_mask".into()),
     )?;
@@ -341,20 +368,30 @@ pub fn collate_padded(
         rows: &tokens.ids,
         picks: batch,
     };
-    let type_rows = tokens.type_ids.as_deref().map(|types| TypeRows {
-        types,
-        starts: &tokens.ids.starts,
-    });
+    fn aligned<'a>(values: Option<&'a [i64]>, starts: &'a [usize]) -> Option<AlignedRows<'a>> {
+        values.map(|types| AlignedRows { types, starts })
+    }
+    let starts = &tokens.ids.starts;
+    let type_rows = aligned(tokens.type_ids.as_deref(), starts);
+    let label_rows = aligned(tokens.labels.as_deref(), starts);
     let types = type_rows.as_ref().map(|rows| Picked { rows, picks: batch });
+    let labels = label_rows
+        .as_ref()
+        .map(|rows| Picked { rows, picks: batch });
     let mut inputs: Vec<(&str, &dyn RowSource)> = vec![("input_ids", &ids)];
     if let Some(types) = &types {
         inputs.push(("token_type_ids", types));
     }
+    if let Some(labels) = &labels {
+        inputs.push(("labels", labels));
+    }
+    // The plan's column order: input_ids, token_type_ids, attention_mask, labels.
     let mut padded = plan.pad(&inputs)?.into_iter();
     let mut next = || padded.next().map(|column| column.values);
     let input_ids = next().unwrap_or_default();
     let token_type_ids = if types.is_some() { next() } else { None };
     let attention_mask = next().unwrap_or_default();
+    let labels = if labels.is_some() { next() } else { None };
     Ok(PaddedBatch {
         rows: batch.len(),
         width: plan
@@ -363,6 +400,7 @@ pub fn collate_padded(
         input_ids,
         attention_mask,
         token_type_ids,
+        labels,
     })
 }
 
@@ -388,6 +426,28 @@ impl RowSource for PieceRows<'_> {
     }
 }
 
+/// The labels of the pieces of a pack, as [`PieceRows`] gives their ids.
+struct PieceLabels<'a> {
+    pieces: &'a PieceRows<'a>,
+    labels: &'a [i64],
+}
+
+impl RowSource for PieceLabels<'_> {
+    fn rows(&self) -> usize {
+        self.pieces.rows()
+    }
+
+    fn row_len(&self, row: usize) -> usize {
+        self.pieces.row_len(row)
+    }
+
+    fn write_row(&self, row: usize, out: &mut [i64]) {
+        let piece = self.pieces.pieces[row];
+        let start = self.pieces.tokens.ids.starts[piece.row];
+        out.copy_from_slice(&self.labels[start + piece.start..start + piece.end]);
+    }
+}
+
 /// Flattens the pieces of a pack into one sequence, `DataCollatorWithFlattening`'s format (see
 /// [`flatten`]).
 pub fn collate_packed(
@@ -409,7 +469,16 @@ pub fn collate_packed(
         tokens,
         pieces: pieces.iter().copied().filter(|p| p.end > p.start).collect(),
     };
-    flatten(&rows, None, separator_id, position_ids_start)
+    let labels = tokens.labels.as_deref().map(|labels| PieceLabels {
+        pieces: &rows,
+        labels,
+    });
+    flatten(
+        &rows,
+        labels.as_ref().map(|l| l as &dyn RowSource),
+        separator_id,
+        position_ids_start,
+    )
 }
 
 /// Where the rows of a line-based file (JSONL, CSV/TSV) start, every `rows_per_unit` rows, so

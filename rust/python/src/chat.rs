@@ -11,13 +11,30 @@ use ferrotune_core::FerrotuneError;
 /// A compiled chat template (`_core.ChatTemplate(source)`).
 #[pyclass(module = "ferrotune._core", name = "ChatTemplate", frozen)]
 pub struct PyChatTemplate {
-    template: ChatTemplate,
+    pub(crate) template: ChatTemplate,
 }
+
+/// Deeper than this is a cycle (a message that contains itself) or not a conversation: refused
+/// before the recursion could exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 /// A Python value as the template sees it. As transformers' `_plain_template_data`: JSON's types
 /// pass (dicts keep their order, tuples become lists), NumPy scalars give their value, anything else
 /// becomes a placeholder naming its type ("<ndarray>").
-fn template_value(value: &Bound<'_, PyAny>) -> PyResult<TemplateValue> {
+pub(crate) fn template_value(value: &Bound<'_, PyAny>) -> PyResult<TemplateValue> {
+    nested_value(value, 0)
+}
+
+fn nested_value(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<TemplateValue> {
+    if depth > MAX_DEPTH {
+        return Err(to_py_err(
+            value.py(),
+            FerrotuneError::InputType(format!(
+                "a template value nested more than {MAX_DEPTH} levels deep (a list or dict that contains \
+                 itself?)"
+            )),
+        ));
+    }
     if value.is_none() {
         return Ok(TemplateValue::None);
     }
@@ -43,21 +60,21 @@ fn template_value(value: &Bound<'_, PyAny>) -> PyResult<TemplateValue> {
                 Ok(s) => s.to_str()?.to_owned(),
                 Err(_) => key.str()?.to_str()?.to_owned(),
             };
-            pairs.push((key, template_value(&item)?));
+            pairs.push((key, nested_value(&item, depth + 1)?));
         }
         return Ok(TemplateValue::Map(pairs));
     }
     if let Ok(list) = value.cast::<PyList>() {
         return list
             .iter()
-            .map(|item| template_value(&item))
+            .map(|item| nested_value(&item, depth + 1))
             .collect::<PyResult<_>>()
             .map(TemplateValue::List);
     }
     if let Ok(tuple) = value.cast::<PyTuple>() {
         return tuple
             .iter()
-            .map(|item| template_value(&item))
+            .map(|item| nested_value(&item, depth + 1))
             .collect::<PyResult<_>>()
             .map(TemplateValue::List);
     }
@@ -65,7 +82,7 @@ fn template_value(value: &Bound<'_, PyAny>) -> PyResult<TemplateValue> {
         && value.hasattr("dtype")?
         && value.getattr("ndim")?.extract::<usize>().ok() == Some(0)
     {
-        return template_value(&value.call_method0("item")?);
+        return nested_value(&value.call_method0("item")?, depth + 1);
     }
     let name = value.get_type().name()?.to_string();
     Ok(TemplateValue::Str(format!("<{name}>")))

@@ -29,7 +29,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 /// FileNotFoundError... as users expect, which `create_exception!` cannot express). This is the one
 /// place that names Python exception classes; each is looked up once.
 fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
-    const CLASSES: [&str; 12] = [
+    const CLASSES: [&str; 13] = [
         "TokenizerFileNotFoundError",
         "TokenizerFileError",
         "TokenizerFormatError",
@@ -42,6 +42,7 @@ fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
         "InternalError",
         "FerrotuneError",
         "ChatTemplateError",
+        "ChatMaskError",
     ];
     static LOADED: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
     let index = match &err {
@@ -60,6 +61,7 @@ fn to_py_err(py: Python<'_>, err: FerrotuneError) -> PyErr {
         FerrotuneError::Tokenization(_) => 8,
         FerrotuneError::Internal(_) => 9,
         FerrotuneError::ChatTemplate(_) => 11,
+        FerrotuneError::ChatMask(_) => 12,
     };
     let classes = LOADED.get_or_try_init(py, || -> PyResult<Vec<Py<PyType>>> {
         let module = py.import("ferrotune.errors")?;

@@ -4,6 +4,10 @@
 use std::sync::Arc;
 
 use ferrotune_core::arrow::{read_int_lists, read_strings};
+use ferrotune_core::chat::TemplateValue;
+use ferrotune_core::conversations::{
+    encode_conversations, Boundaries, Conversation, ConversationOptions, LossOn,
+};
 use ferrotune_core::engine::{EncodeRequest, OutputSelection, Truncation, TruncationStrategy};
 use ferrotune_core::stream::{
     collate_packed, collate_padded, index_rows, plan_packs, plan_paired_batches, BatchLimit, Piece,
@@ -15,6 +19,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use crate::arrow_ffi::ArrowExport;
+use crate::chat::{template_value, PyChatTemplate};
 use crate::collate::{flat_arrays, FlatArrays};
 use crate::{core_result, guarded, parse_side, run_detached, to_py_err, PyTokenizer};
 
@@ -28,12 +33,20 @@ type PaddedArrays<'py> = (
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray2<i64>>,
     Option<Bound<'py, PyArray2<i64>>>,
+    Option<Bound<'py, PyArray2<i64>>>,
 );
 
 type RaggedArrays<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<i64>>,
     Option<Bound<'py, PyArray1<i64>>>,
+);
+
+/// Rows with labels, the kept conversations' indices, the dropped ones'.
+type EncodedConversationArrays<'py> = (
+    PyTokenRows,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
 );
 
 type RowIndexArrays<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<i64>>, u64);
@@ -118,6 +131,90 @@ impl PyTokenRows {
             })?;
             Ok(PyTokenRows { rows })
         })
+    }
+
+    /// Renders, tokenizes and labels conversations (lists of message dicts; with `prompt_messages`,
+    /// conversation `i`'s first `prompt_messages[i]` messages are its prompt and the rest its
+    /// completion): `(rows with labels, kept, dropped)`, the indices of the conversations kept and
+    /// of those left out with no token to learn (`drop_empty`; an error otherwise).
+    #[staticmethod]
+    #[pyo3(signature = (template, tokenizer, conversations, *, prompt_messages=None, variables=None,
+        loss_on="assistant", boundaries="tokens", max_length=None, drop_empty=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_conversations<'py>(
+        py: Python<'py>,
+        template: PyRef<'py, PyChatTemplate>,
+        tokenizer: &PyTokenizer,
+        conversations: Vec<Bound<'py, PyAny>>,
+        prompt_messages: Option<Vec<usize>>,
+        variables: Option<Bound<'py, pyo3::types::PyDict>>,
+        loss_on: &str,
+        boundaries: &str,
+        max_length: Option<usize>,
+        drop_empty: bool,
+    ) -> PyResult<EncodedConversationArrays<'py>> {
+        guarded(py, || {
+            if let Some(counts) = &prompt_messages {
+                if counts.len() != conversations.len() {
+                    return Err(to_py_err(
+                        py,
+                        FerrotuneError::InvalidInput(format!(
+                            "{} conversations but {} prompt lengths",
+                            conversations.len(),
+                            counts.len()
+                        )),
+                    ));
+                }
+            }
+            let mut owned = Vec::with_capacity(conversations.len());
+            for (index, conversation) in conversations.iter().enumerate() {
+                let messages = match template_value(conversation)? {
+                    TemplateValue::List(messages) if !messages.is_empty() => messages,
+                    _ => {
+                        return Err(to_py_err(
+                            py,
+                            FerrotuneError::InputType(format!(
+                                "conversation {index}: a conversation is a non-empty list of message dicts"
+                            )),
+                        ))
+                    }
+                };
+                owned.push(Conversation {
+                    messages,
+                    prompt_messages: prompt_messages.as_ref().map(|counts| counts[index]),
+                });
+            }
+            let mut pairs = Vec::new();
+            if let Some(variables) = &variables {
+                for (key, value) in variables.iter() {
+                    pairs.push((key.extract::<String>()?, template_value(&value)?));
+                }
+            }
+            let options = ConversationOptions {
+                loss_on: core_result(py, LossOn::parse(loss_on))?,
+                boundaries: core_result(py, Boundaries::parse(boundaries))?,
+                max_length,
+                drop_empty,
+                variables: pairs,
+            };
+            let engine = Arc::clone(&tokenizer.engine);
+            let chat = &template.template;
+            let encoded = run_detached(py, move || {
+                encode_conversations(chat, &engine, &owned, &options)
+            })?;
+            let rows = core_result(py, TokenRows::with_labels(encoded.ids, encoded.labels))?;
+            let indices = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
+            Ok((
+                PyTokenRows { rows },
+                indices(encoded.kept).into_pyarray(py),
+                indices(encoded.dropped).into_pyarray(py),
+            ))
+        })
+    }
+
+    /// The rows' labels (aligned with the ids of `ragged()`), or None.
+    fn labels<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<i64>>> {
+        self.rows.labels.clone().map(|l| l.into_pyarray(py))
     }
 
     /// Wraps pre-tokenized `list<int>` Arrow arrays (ids, and optionally token type ids).
@@ -256,7 +353,8 @@ impl PyTokenRows {
         })
     }
 
-    /// Pads rows `indices` into `(input_ids, attention_mask, token_type_ids or None)`.
+    /// Pads rows `indices` into `(input_ids, attention_mask, token_type_ids or None, labels or
+    /// None)`: labels (rows that have them) are padded with -100.
     #[pyo3(signature = (indices, *, pad_id=0, pad_type_id=0, padding_side="right", pad_to_multiple_of=None))]
     fn collate<'py>(
         &self,
@@ -292,6 +390,10 @@ impl PyTokenRows {
                 batch
                     .token_type_ids
                     .map(|t| matrix(py, rows, width, t))
+                    .transpose()?,
+                batch
+                    .labels
+                    .map(|l| matrix(py, rows, width, l))
                     .transpose()?,
             ))
         })
