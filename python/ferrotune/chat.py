@@ -363,6 +363,25 @@ def encode_conversations(
     )  # fmt: skip
 
 
+def _conversation_column(table: Any, name: str, role: str, loader: Any, segments: Any) -> list[list[dict]]:
+    """Column ``name``'s conversations: lists of message dicts, or strings read as one message of ``role``.
+
+    ``loader._describe(segments, row)`` names a row in errors (the streaming loader: its file and line;
+    ``tokenize_dataset``: the dataset row)."""
+    conversations = []
+    for row, value in enumerate(table.column(name).to_pylist()):
+        if isinstance(value, str):
+            conversations.append([{"role": role, "content": value}])
+        elif isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            conversations.append(value)
+        else:
+            raise InputTypeError(
+                f"{loader._describe(segments, row)}: column '{name}' must hold a non-empty list of messages "
+                f"({{'role': ..., 'content': ...}}) or a string, found {type(value).__name__}: {str(value)[:80]!r}"
+            )
+    return conversations
+
+
 __all__ = [
     "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "encode_conversations",
     "get_chat_template", "render", "tokenize_conversations",

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from . import _core
+from .chat import _conversation_column
 from .errors import (
     ChatTemplateError,
     DataSourceError,
@@ -844,20 +845,3 @@ def _slice_segments(segments: list[tuple[Unit, int, int]], start: int, stop: int
         if position >= stop:
             break
     return out
-
-
-def _conversation_column(table: Any, name: str, role: str, loader: StreamingLoader,
-                         segments: list[tuple[Unit, int, int]]) -> list[list[dict]]:  # fmt: skip
-    """Column ``name``'s conversations: lists of message dicts, or strings read as one message of ``role``."""
-    conversations = []
-    for row, value in enumerate(table.column(name).to_pylist()):
-        if isinstance(value, str):
-            conversations.append([{"role": role, "content": value}])
-        elif isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-            conversations.append(value)
-        else:
-            raise InputTypeError(
-                f"{loader._describe(segments, row)}: column '{name}' must hold a non-empty list of messages "
-                f"({{'role': ..., 'content': ...}}) or a string, found {type(value).__name__}: {str(value)[:80]!r}"
-            )
-    return conversations
