@@ -116,6 +116,7 @@ SETUPS = {
     'ours = DataCollatorForLanguageModeling(tokenizer, rng="torch"': _mlm_example,
     "out = tokenize_conversations(tok, [chat])": _chat_example,
     "collator = DataCollatorForCompletionOnlyLM(pad_token_id=": _chat_example,
+    "sft = ferrotune.tokenize_dataset(lima, tok, messages_column=": _chat_example,
 }
 
 
