@@ -217,35 +217,39 @@ impl PyTokenRows {
         self.rows.labels.clone().map(|l| l.into_pyarray(py))
     }
 
-    /// Wraps pre-tokenized `list<int>` Arrow arrays (ids, and optionally token type ids).
+    /// Wraps pre-tokenized `list<int>` Arrow arrays (ids, and optionally token type ids and
+    /// per-token labels).
     #[staticmethod]
-    #[pyo3(signature = (ids, type_ids=None, *, column="input_ids"))]
+    #[pyo3(signature = (ids, type_ids=None, *, labels=None, column="input_ids"))]
     fn from_arrow(
         py: Python<'_>,
         ids: &Bound<'_, PyAny>,
         type_ids: Option<&Bound<'_, PyAny>>,
+        labels: Option<&Bound<'_, PyAny>>,
         column: &str,
     ) -> PyResult<Self> {
         guarded(py, || {
             let ids = int_lists_of(py, ids, column)?;
-            let type_ids = match type_ids {
-                None => None,
+            let aligned = |array: Option<&Bound<'_, PyAny>>, name: &str| match array {
+                None => Ok(None),
                 Some(array) => {
-                    let types = int_lists_of(py, array, "token_type_ids")?;
-                    if types.starts != ids.starts {
+                    let values = int_lists_of(py, array, name)?;
+                    if values.starts != ids.starts {
                         return Err(to_py_err(
                             py,
                             FerrotuneError::InvalidInput(format!(
-                                "'token_type_ids' and '{column}' differ in length in some example"
+                                "'{name}' and '{column}' differ in length in some example"
                             )),
                         ));
                     }
-                    Some(types.values)
+                    Ok(Some(values.values))
                 }
             };
-            Ok(PyTokenRows {
-                rows: core_result(py, TokenRows::new(ids, type_ids))?,
-            })
+            let type_ids = aligned(type_ids, "token_type_ids")?;
+            let labels = aligned(labels, "labels")?;
+            let mut rows = core_result(py, TokenRows::new(ids, type_ids))?;
+            rows.labels = labels;
+            Ok(PyTokenRows { rows })
         })
     }
 

@@ -12,15 +12,15 @@ the default with prompt/completion columns). A conversation longer than ``--max-
 left with no token to learn (no assistant message, or its answer cut away) is an error naming its file and line, or
 with ``--drop-empty`` is left out, counted (the run's log, ``metrics.jsonl``'s summary, ``TrainResult.dropped``).
 
-Batches: packed by default (:class:`ConversationBatches`): whole conversations share rows of up to ``max_length``
-tokens (first fit, in a new shuffled order each epoch), ``batch_size`` rows per batch, rows padded to the longest of
-the batch. Each conversation's ``position_ids`` restart at 0, and the batch carries no attention mask: transformers'
-``create_causal_mask`` then finds the documents from the position ids (``find_packed_sequence_indices``) and builds
-the block-diagonal causal mask for eager and SDPA attention alike (flash attention reads the same position ids); it
-does so only without a KV cache, so training runs the model with ``use_cache=False`` (:meth:`ChatSFT.configure_model`).
-Each conversation's first label is -100, so no token predicts across a document boundary (the causal shift); the
-padding of a row is one more document, with labels -100. ``--no-packing`` gives padded batches of conversations
-(right padding, length-bucketed). Evaluation runs per conversation, padded.
+Batches: packed by default (:class:`ConversationBatches`): whole conversations share rows of up to ``max_length`` tokens
+(the core's best-fit decreasing packing, in a new shuffled order each epoch), ``batch_size`` rows per batch, rows padded
+to the longest of the batch. Each conversation's ``position_ids`` restart at 0, and the batch carries no attention mask:
+transformers' ``create_causal_mask`` then finds the documents from the position ids (``find_packed_sequence_indices``)
+and builds the block-diagonal causal mask for eager and SDPA attention alike (flash attention reads the same position
+ids); it does so only without a KV cache, so training runs the model with ``use_cache=False``
+(:meth:`ChatSFT.configure_model`). Each conversation's first label is -100, so no token predicts across a document
+boundary (the causal shift); the padding of a row is one more document, with labels -100. ``--no-packing`` gives padded
+batches of conversations (right padding, length-bucketed). Evaluation runs per conversation, padded.
 
 The loss is the cross-entropy over the learned tokens (labels != -100, shifted: token t predicts t+1), mean over
 them; the metric is perplexity = exp(eval loss). ``ferrotune predict`` generates the assistant's reply to each
@@ -43,7 +43,6 @@ from .base import MODEL_INPUTS, Task, column, first_row
 SFT = "sft"
 IGNORED = -100  # labels the loss ignores (transformers' convention)
 DEFAULT_MESSAGES_COLUMN = "messages"
-OPEN_ROWS = 64  # packing: the rows still searched for room (the last ones opened)
 # Models whose folder cannot be a causal LM for chat: encoders (AutoModelForCausalLM would bolt a new head on them).
 ENCODER_TYPES = frozenset({
     "bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta", "mpnet",
@@ -113,7 +112,7 @@ class ChatSFT(Task):
         each conversation -100), and the count of conversations dropped (``--drop-empty``)."""
         import pyarrow as pa
 
-        from ...chat import ChatMaskError, ChatTemplateError, tokenize_conversations
+        from ...chat import ChatMaskError, ChatTemplateError, encode_conversations
         from ..modeling import check_model_folder, load_tokenizer
 
         tokenizer = load_tokenizer(check_model_folder(config.model_path()))
@@ -129,7 +128,7 @@ class ChatSFT(Task):
         else:
             chats, answers = table.column("messages").to_pylist(), None
         try:
-            encoded = tokenize_conversations(
+            rows, kept, dropped_indices = encode_conversations(
                 tokenizer, chats, completions=answers, loss_on=loss_on, max_length=config.max_length,
                 on_empty="drop", chat_template=template, boundaries="characters",
             )  # fmt: skip
@@ -137,7 +136,7 @@ class ChatSFT(Task):
             found = re.match(r"conversation (\d+)", str(error))
             where = source.where(int(found.group(1))) if found else str(source)
             raise DataError(f"{where}: {error}") from error
-        dropped = encoded["dropped_indices"]
+        dropped = dropped_indices.tolist()
         if dropped and not config.drop_empty:
             first = dropped[0]
             learned = {"assistant": "assistant message", "last_assistant": "assistant message",
@@ -151,14 +150,15 @@ class ChatSFT(Task):
                 f"{source.where(first)}: the conversation has no token to learn ({reason}); {len(dropped)} such "
                 f"conversation(s) in {source}: pass --drop-empty to leave them out (counted), or fix the data"
             )
-        if not encoded["kept"]:
+        if not len(kept):
             raise DataError(f"{source}: every conversation was dropped (no token to learn): nothing to train on")
-        labels = encoded["labels"]
-        for label in labels:
-            label[0] = IGNORED  # nothing in the conversation predicts its first token
+        ids, starts, _ = rows.ragged()
+        labels = rows.labels()
+        labels[starts[:-1]] = IGNORED  # nothing in the conversation predicts its first token
+        offsets = pa.array(starts.astype(np.int32))
         return pa.table({
-            "input_ids": pa.array(encoded["input_ids"], pa.list_(pa.int64())),
-            "labels": pa.array(labels, pa.list_(pa.int64())),
+            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(ids)),
+            "labels": pa.ListArray.from_arrays(offsets, pa.array(labels)),
         }), len(dropped)  # fmt: skip
 
     def default_metrics(self, label_names: list[str] | None) -> tuple[tuple[str, ...], str]:
@@ -194,8 +194,7 @@ class ChatSFT(Task):
 
     def eval_collator(self, tokenizer: Any) -> Callable[[Any], dict]:
         pad_id = tokenizer.pad_token_id
-        return lambda rows: padded_batch(rows.column("input_ids").to_pylist(), rows.column("labels").to_pylist(),
-                                         pad_id)  # fmt: skip
+        return lambda rows: padded_rows(token_rows(rows), np.arange(rows.num_rows), pad_id)
 
     def prepare_batch(self, batch: dict, device: Any) -> dict:
         """Model inputs and labels on ``device``; a packed batch has no attention mask (the position ids tell the
@@ -346,78 +345,65 @@ def linear_projections(model: Any) -> list[str]:
 # Batches
 
 
-def padded_batch(input_ids: list[list[int]], labels: list[list[int]], pad_id: int) -> dict:
-    """Conversations padded on the right: input_ids, attention_mask, labels (-100 on the padding)."""
+def token_rows(encoded: Any) -> Any:
+    """The core's rows of a table of ``input_ids`` and ``labels`` (what the core pads and packs)."""
+    from ... import _core
+    from ...sources import arrow_column
+
+    return _core.TokenRows.from_arrow(arrow_column(encoded, "input_ids", "ids"),
+                                      labels=arrow_column(encoded, "labels", "ids"))  # fmt: skip
+
+
+def padded_rows(rows: Any, indices: np.ndarray, pad_id: int) -> dict:
+    """Rows ``indices`` padded on the right by the core: input_ids, attention_mask, labels (-100 on the padding)."""
     import torch
 
-    width = max(len(ids) for ids in input_ids)
-    ids = np.full((len(input_ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(input_ids), width), dtype=np.int64)
-    target = np.full((len(input_ids), width), IGNORED, dtype=np.int64)
-    for i, (row, label) in enumerate(zip(input_ids, labels)):
-        ids[i, : len(row)], mask[i, : len(row)], target[i, : len(label)] = row, 1, label
+    ids, mask, _, labels = rows.collate(np.asarray(indices, dtype=np.int64), pad_id=pad_id, padding_side="right")
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-            "labels": torch.from_numpy(target)}  # fmt: skip
+            "labels": torch.from_numpy(labels)}  # fmt: skip
 
 
-def packed_batch(rows: list[list[tuple[list[int], list[int]]]], pad_id: int) -> dict:
-    """Rows of whole conversations ``(input_ids, labels)``, padded to the longest row: input_ids, position_ids
-    (restarting at 0 for each conversation, and for the padding), labels (each conversation's own, -100 on the
-    padding) and real_tokens (the count of tokens that are not padding). No attention mask: the position ids
+def packed_batch(rows: Any, packs: list[list[int]], pad_id: int) -> dict:
+    """Rows of whole conversations (``packs``: the conversations of each row), each flattened by the core
+    (``DataCollatorWithFlattening``'s layout: each conversation's first label -100, position ids restarting at 0),
+    padded to the longest row: input_ids, position_ids (the padding counting on as one more document), labels (-100
+    on the padding) and real_tokens (the count of tokens that are not padding). No attention mask: the position ids
     carry the documents."""
     import torch
 
-    width = max(sum(len(ids) for ids, _ in row) for row in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    positions = np.zeros((len(rows), width), dtype=np.int64)
-    target = np.full((len(rows), width), IGNORED, dtype=np.int64)
+    lengths = rows.lengths()
+    flat = []
+    for pack in packs:
+        pieces = np.array([[i, 0, lengths[i]] for i in pack], dtype=np.int64).reshape(-1, 3)
+        flat.append(rows.pack(pieces, separator_id=IGNORED)[:3])
+    width = max(len(ids) for ids, _, _ in flat)
+    ids = np.full((len(flat), width), pad_id, dtype=np.int64)
+    positions = np.tile(np.arange(width, dtype=np.int64), (len(flat), 1))
+    target = np.full((len(flat), width), IGNORED, dtype=np.int64)
     real = 0
-    for i, row in enumerate(rows):
-        at = 0
-        for row_ids, label in row:
-            n = len(row_ids)
-            ids[i, at : at + n], target[i, at : at + n], positions[i, at : at + n] = row_ids, label, np.arange(n)
-            at += n
-        positions[i, at:] = np.arange(width - at)
-        real += at
+    for i, (row_ids, row_labels, row_positions) in enumerate(flat):
+        n = len(row_ids)
+        ids[i, :n], target[i, :n], positions[i, :n] = row_ids, row_labels, row_positions
+        positions[i, n:] = np.arange(width - n)
+        real += n
     return {"input_ids": torch.from_numpy(ids), "position_ids": torch.from_numpy(positions),
             "labels": torch.from_numpy(target), "real_tokens": torch.tensor(real)}  # fmt: skip
 
 
-def pack(order: np.ndarray, lengths: np.ndarray, capacity: int) -> list[list[int]]:
-    """Whole conversations into rows of at most ``capacity`` tokens: each goes to the first row with room among the
-    last ``OPEN_ROWS`` opened, taken in ``order`` (first fit); rows in the order they were opened."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for index in order:
-        length = int(lengths[index])
-        for r in range(max(0, len(rows) - OPEN_ROWS), len(rows)):
-            if room[r] >= length:
-                rows[r].append(int(index))
-                room[r] -= length
-                break
-        else:
-            rows.append([int(index)])
-            room.append(capacity - length)
-    return rows
-
-
 class ConversationBatches:
     """Training batches of tokenized conversations: a new order each epoch (seed, epoch), this rank's share (every
-    ``world``-th batch). Packed: whole conversations in rows of up to ``max_length`` tokens (:func:`pack`),
-    ``batch_size`` rows a batch (:func:`packed_batch`); else ``batch_size`` conversations padded (length-bucketed
-    when ``bucketed``, as :class:`~.token_classification.SentenceBatches`). Resumable: ``state_dict`` is the position
-    after the last batch yielded."""
+    ``world``-th batch). Packed: whole conversations in rows of up to ``max_length`` tokens (the core's best-fit
+    decreasing packing, shuffled), ``batch_size`` rows a batch (:func:`packed_batch`); else ``batch_size``
+    conversations padded by the core (length-bucketed when ``bucketed``, as
+    :class:`~.token_classification.SentenceBatches`). Resumable: ``state_dict`` is the position after the last batch
+    yielded."""
 
     WINDOW_BATCHES = 50
 
     def __init__(self, encoded: Any, batch_size: int, max_length: int, pad_id: int, seed: int, *, packing: bool = True,
                  bucketed: bool = True, rank: int = 0, world: int = 1) -> None:  # fmt: skip
-        import pyarrow.compute as pc
-
-        self.input_ids = encoded.column("input_ids").to_pylist()
-        self.labels = encoded.column("labels").to_pylist()
-        self.lengths = pc.list_value_length(encoded.column("input_ids")).to_numpy(zero_copy_only=False)
+        self.rows = token_rows(encoded)
+        self.lengths = self.rows.lengths()
         self.batch_size, self.max_length, self.pad_id, self.seed = batch_size, max_length, pad_id, seed
         self.packing, self.bucketed, self.rank, self.world = packing, bucketed, rank, world
         self._epoch, self._position, self._resume = 0, (0, 0), None
@@ -430,7 +416,9 @@ class ConversationBatches:
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(len(self.lengths))
             if self.packing:
-                rows = pack(order, self.lengths, self.max_length)
+                seed = int(rng.integers(2**63))
+                packs = self.rows.plan_packs(self.max_length, shuffle=True, seed=seed)
+                rows = [pack[:, 0].tolist() for pack in packs]
                 batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
             else:
                 if self.bucketed:
@@ -455,8 +443,8 @@ class ConversationBatches:
 
     def batch(self, entry: Any) -> dict:
         if self.packing:
-            return packed_batch([[(self.input_ids[i], self.labels[i]) for i in row] for row in entry], self.pad_id)
-        return padded_batch([self.input_ids[i] for i in entry], [self.labels[i] for i in entry], self.pad_id)
+            return packed_batch(self.rows, entry, self.pad_id)
+        return padded_rows(self.rows, np.asarray(entry), self.pad_id)
 
     def __iter__(self) -> Iterator[dict]:
         epoch, start = self._epoch, 0
