@@ -323,6 +323,13 @@ def test_argument_errors(pair):
         ft.apply_chat_template(conversation, chat_template="{% for m in messages %}{{ m.content }")
     with pytest.raises(InvalidArgumentError, match="sanitize_control_tokens"):
         ft.apply_chat_template(conversation, sanitize_control_tokens=True)
+    # A message that contains itself is refused before the conversion could exhaust the stack.
+    from ferrotune.errors import InputTypeError
+
+    looped = {"role": "user", "content": "u"}
+    looped["extra"] = [looped]
+    with pytest.raises(InputTypeError, match="nested more than 64 levels"):
+        ft.apply_chat_template([looped], tokenize=False)
 
 
 def test_no_generation_block_warns_as_transformers(pair, caplog):

@@ -42,6 +42,8 @@ def _entry_points(tok, minilm_dir, tmp_path):
     padding = ferrotune.DataCollatorWithPadding(tok)
     mlm = ferrotune.DataCollatorForLanguageModeling(tok, seed=0)
     features = [{"input_ids": [101, 7592, 102]}, {"input_ids": [101, 102]}]
+    template = _core.ChatTemplate("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
+    chat = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "world"}]
     return {
         "Tokenizer.from_file": lambda: _core.Tokenizer.from_file(minilm_dir / "tokenizer.json", "auto"),
         "Tokenizer.from_str": lambda: _core.Tokenizer.from_str(
@@ -63,6 +65,11 @@ def _entry_points(tok, minilm_dir, tmp_path):
         "TokenRows.collate": lambda: rows.collate(np.array([0, 1], dtype=np.int64)),
         "TokenRows.pack": lambda: rows.pack(np.array([[0, 0, 3], [1, 0, 2]], dtype=np.int64)),
         "index_line_rows": lambda: _core.index_line_rows(str(lines)),
+        "ChatTemplate": lambda: _core.ChatTemplate("{{ messages[0].content }}"),
+        "ChatTemplate.render_batch": lambda: template.render_batch([{"messages": chat}]),
+        "TokenRows.encode_conversations": lambda: _core.TokenRows.encode_conversations(
+            template, tok._core, [chat], loss_on="all"
+        ),
     }
 
 
