@@ -179,3 +179,36 @@ def test_empty_answers_learn_nothing_and_template_errors_name_the_conversation(p
     ]
     with pytest.raises(ChatTemplateError, match="^conversation 1: Conversation roles must alternate"):
         tokenize_conversations(ft, [good, bad], chat_template=MISTRAL)
+
+
+def test_characters_boundaries_label_every_token_of_a_split_final_character(pair, gpt2_dir):
+    """An answer ending in a character split over several byte-level tokens (emoji, CJK): where the prompt and the
+    answer tokenize as prefixes, boundaries='characters' labels the same tokens as boundaries='tokens' (all of them),
+    not only the token holding the character's first byte."""
+    import ferrotune
+    from ferrotune.chat import tokenize_conversations
+
+    template = ("{% for m in messages %}{% if m.role == 'user' %}Q:{{ m.content }}\nA:{% else %}{{ m.content }}"
+                "{% endif %}{% endfor %}")  # fmt: skip
+    chats = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": answer}]
+             for answer in ("ok😀", "ok 你好", "é", "😀😀 x 👨‍👩‍👧")]  # fmt: skip
+    for tokenizer in (pair[0], ferrotune.Tokenizer.from_pretrained(gpt2_dir)):
+        by_tokens = tokenize_conversations(tokenizer, chats, chat_template=template)
+        by_characters = tokenize_conversations(tokenizer, chats, chat_template=template, boundaries="characters")
+        assert by_characters == by_tokens
+
+
+def test_markers_in_template_variables_and_transformers_tokenizers(pair):
+    from ferrotune.chat import tokenize_conversations
+    from ferrotune.errors import ChatTemplateError
+
+    ft, hf = pair
+    chats = conversations()[:6]
+    # A transformers tokenizer is taken as ferrotune's (its Rust pipeline and settings).
+    assert tokenize_conversations(hf, chats, boundaries="characters") == tokenize_conversations(
+        ft, chats, boundaries="characters"
+    )
+    # The characters that mark {% generation %} blocks are refused in any template variable, not only in messages.
+    template = "{% for m in messages %}{{ m.content }}{{ suffix }}{% endfor %}"
+    with pytest.raises(ChatTemplateError, match="U\\+FDD0"):
+        tokenize_conversations(ft, chats, chat_template=template, loss_on="all", suffix="x\ufdd0y\ufdd1z")

@@ -227,3 +227,35 @@ def test_bad_messages_and_arguments_are_refused(tokenizers, tmp_path):
         StreamingLoader(str(path), tokenizer, messages_column="messages", loss_on="completion")
     with pytest.raises(ferrotune.ColumnNotFoundError, match="'conversations'"):
         StreamingLoader(str(path), tokenizer, messages_column="conversations")
+
+
+def test_dropped_count_survives_a_resume_and_tools_fingerprint(tokenizers, tmp_path):
+    tokenizer, _ = tokenizers
+    rows = []
+    for i in range(12):
+        chat = [{"role": "user", "content": f"q{i}"}]
+        if i % 3:
+            chat.append({"role": "assistant", "content": f"a{i}"})
+        rows.append(chat)
+    path = tmp_path / "chats.jsonl"
+    path.write_text("\n".join(json.dumps({"messages": r}) for r in rows) + "\n")
+
+    def get_weather(city: str) -> str:
+        """Weather of a city.
+
+        Args:
+            city: the city
+        """
+        return city
+
+    settings = dict(batch_size=2, seed=1, chat_template_kwargs={"tools": [get_weather]})
+    full = loader(tokenizer, path, **settings)
+    assert sum(1 for _ in full) == 4 and full.stats["dropped"] == 4
+    first = loader(tokenizer, path, **settings)
+    next(iter(first))
+    state = first.state_dict()  # a tool function in the template variables does not break the fingerprint
+    resumed = loader(tokenizer, path, **settings)
+    resumed.load_state_dict(state)
+    assert sum(1 for _ in resumed) == 3 and resumed.stats["dropped"] == 4
+    with pytest.raises(ferrotune.InvalidArgumentError, match="loader's own options"):
+        loader(tokenizer, path, chat_template_kwargs={"max_length": 3})

@@ -298,8 +298,9 @@ def tokenize_conversations(
     followed by an answer starting with ``\n\n`` is tokenized with a ``\n\n\n`` token): the rendered prompt and
     prompt plus answer must then only be prefixes of the conversation's TEXT, and the answer's tokens are those from
     the one holding its first character to the one holding its last, as transformers computes ``assistant_masks``
-    from ``{% generation %}`` spans (where the token prefixes hold, both ways give the same tokens). It is also the
-    fast way: each conversation is tokenized once.
+    from ``{% generation %}`` spans (used only where the token prefixes do not hold). It is also the
+    fast way: each conversation is tokenized once, unless a character at the edge of an answer is split over several
+    tokens (an emoji, a CJK character in byte-level BPE), where the prefixes are tokenized to decide as above.
 
     Everything runs in the core (rendering, tokenization, spans, labels), in parallel with the GIL released.
     Conversations longer than ``max_length`` tokens are cut (right). A conversation left with no token to learn
@@ -343,6 +344,10 @@ def encode_conversations(
         raise InvalidArgumentError("completions are given with loss_on='completion', and only then")
     if completions is not None and len(completions) != len(conversations):
         raise InvalidInputError(f"{len(conversations)} prompts but {len(completions)} completions")
+    from .tokenizer import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):  # a transformers tokenizer: its Rust pipeline and settings
+        tokenizer = Tokenizer.from_transformers(tokenizer)
     template = get_chat_template(tokenizer, chat_template, template_kwargs.get("tools"))
     variables = {**tokenizer.special_tokens_map, **template_kwargs}
     tools, documents = variables.pop("tools", None), variables.pop("documents", None)

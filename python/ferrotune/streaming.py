@@ -187,6 +187,11 @@ class StreamingLoader(IterableDataset):
                 raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
             if boundaries not in ("tokens", "characters"):
                 raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
+            clashing = sorted(set(chat_template_kwargs or {}) & _CONVERSATION_OPTIONS)
+            if clashing:
+                raise InvalidArgumentError(
+                    f"chat_template_kwargs {clashing} are the loader's own options: pass them as its arguments"
+                )
         elif chat_template is not None or chat_template_kwargs is not None or loss_on is not None:
             raise InvalidArgumentError("chat_template, chat_template_kwargs and loss_on are for conversations")
         if text_pair_column is not None and text_column is None:
@@ -407,7 +412,7 @@ class StreamingLoader(IterableDataset):
         if self.conversational:
             settings["conversations"] = [self.chat_template, self.chat_template_kwargs, self.loss_on,
                                          self.on_empty, self.boundaries]  # fmt: skip
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=_stable_name).encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------------------------
     # Epochs and state
@@ -811,7 +816,8 @@ class StreamingLoader(IterableDataset):
             window_segments = _slice_segments(segments, rows_from, rows_to)
             table = self._read_window(window_segments)
             rows = self._tokenize(table, window_segments)
-            if self.conversational:
+            if self.conversational and not (window == start_window and start_batch > 0):
+                # (a resumed window's drops were counted before its state was saved)
                 self.stats["dropped"] += self._dropped_now
             labels = self._labels(table, window_segments)
             targets = self._tokenize_targets(table)
@@ -845,3 +851,17 @@ def _slice_segments(segments: list[tuple[Unit, int, int]], start: int, stop: int
         if position >= stop:
             break
     return out
+
+
+# Arguments of encode_conversations that template variables cannot take.
+_CONVERSATION_OPTIONS = frozenset({
+    "completions", "loss_on", "max_length", "on_empty", "chat_template", "boundaries", "tokenizer", "conversations",
+})  # fmt: skip
+
+
+def _stable_name(value: Any) -> str:
+    """A template variable that is not JSON (a tool function, a date) in the fingerprint: its qualified name or its
+    text, the same in every process (never an address)."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+    return f"{type(value).__qualname__}:{value}"

@@ -196,6 +196,13 @@ pub fn encode_conversations(
     let from_blocks =
         matches!(loss_on, LossOn::Assistant | LossOn::LastAssistant) && template.has_generation();
     let structural = matches!(loss_on, LossOn::Assistant | LossOn::LastAssistant) && !from_blocks;
+    if options
+        .variables
+        .iter()
+        .any(|(key, value)| key.contains(['\u{FDD0}', '\u{FDD1}']) || value.holds_marker())
+    {
+        return Err(name_conversation(0, ChatTemplate::marker_error()));
+    }
     let variables: Vec<(Value, Value)> = options
         .variables
         .iter()
@@ -256,7 +263,9 @@ pub fn encode_conversations(
     // The whole conversations, tokenized once, with character offsets where spans need them.
     let texts: Vec<String> = renders.iter().map(|r| r.text.clone()).collect();
     let mut request = ids_only();
-    request.outputs.offsets = loss_on != LossOn::All;
+    // Character offsets serve the generation blocks and boundaries="characters" only.
+    request.outputs.offsets =
+        from_blocks || (loss_on != LossOn::All && options.boundaries == Boundaries::Characters);
     let whole = engine.encode_batch(&texts, None, &request)?;
     drop(texts);
     let row = |index: usize| &whole.input_ids[whole.starts[index]..whole.starts[index + 1]];
@@ -270,7 +279,8 @@ pub fn encode_conversations(
 
     // Spans from characters where they settle it; the rest need their prefixes tokenized.
     let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); conversations.len()];
-    let mut pending: Vec<(usize, usize, usize)> = Vec::new(); // (conversation, request, span slot)
+    // (conversation, request, span slot, the span from characters where the token prefixes fail)
+    let mut pending: Vec<(usize, usize, usize, Option<(usize, usize)>)> = Vec::new();
     for (index, rendered) in renders.iter().enumerate() {
         let length = row(index).len();
         let offsets = offsets_of(index);
@@ -302,20 +312,26 @@ pub fn encode_conversations(
             continue;
         }
         for (r, request) in rendered.requests.iter().enumerate() {
+            let mut fallback = None;
             if options.boundaries == Boundaries::Characters {
-                if let Some(span) = span_from_characters(rendered, request, offsets, length) {
-                    spans[index].push(span);
-                    continue;
+                if let Some((span, settled)) =
+                    span_from_characters(rendered, request, offsets, length)
+                {
+                    if settled {
+                        spans[index].push(span);
+                        continue;
+                    }
+                    fallback = Some(span);
                 }
             }
-            pending.push((index, r, spans[index].len()));
+            pending.push((index, r, spans[index].len(), fallback));
             spans[index].push((0, 0)); // filled in below
         }
     }
 
     if !pending.is_empty() {
         let mut prefix_texts = Vec::with_capacity(2 * pending.len());
-        for &(index, r, _) in &pending {
+        for &(index, r, _, _) in &pending {
             let request = &renders[index].requests[r];
             prefix_texts.push(request.prompt.clone());
             if let Some(answer) = &request.answer {
@@ -325,19 +341,28 @@ pub fn encode_conversations(
         let prefixes = engine.encode_batch(&prefix_texts, None, &ids_only())?;
         let prefix = |i: usize| &prefixes.input_ids[prefixes.starts[i]..prefixes.starts[i + 1]];
         let mut at = 0;
-        for &(index, r, slot) in &pending {
+        let is_prefix = |prefix: &[i64], ids: &[i64]| ids.get(..prefix.len()) == Some(prefix);
+        for &(index, r, slot, fallback) in &pending {
             let request = &renders[index].requests[r];
             let ids = row(index);
             let prompt = prefix(at);
             at += 1;
-            let span = match &request.answer {
+            let answer = request.answer.as_ref().map(|_| {
+                at += 1;
+                prefix(at - 1)
+            });
+            // The token prefixes first; the characters' span where they fail (boundaries="characters").
+            let aligned = is_prefix(prompt, ids) && answer.is_none_or(|a| is_prefix(a, ids));
+            if let (false, Some(span)) = (aligned, fallback) {
+                spans[index][slot] = span;
+                continue;
+            }
+            let span = match answer {
                 None => {
                     check_prefix(prompt, ids, index, "the prompt with its generation prompt")?;
                     (prompt.len(), ids.len())
                 }
-                Some(_) => {
-                    let answer = prefix(at);
-                    at += 1;
+                Some(answer) => {
                     let k = request.message;
                     check_prefix(
                         prompt,
@@ -407,23 +432,34 @@ pub fn encode_conversations(
 }
 
 /// The answer's tokens from the whole conversation's character offsets, when the prompt and the
-/// prompt plus answer are prefixes of its text and both edges fall in a token.
+/// prompt plus answer are prefixes of its text and both edges fall in a token: `(span, settled)`.
+/// `settled` when the span cannot differ from the token prefixes' (the first token starts at the
+/// answer's first character, the last ends at its last and the next starts after it): otherwise
+/// (a character split over several tokens at an edge) the prefixes are tokenized and the span is
+/// only their fallback, as `boundaries="characters"` promises.
 fn span_from_characters(
     rendered: &Renders,
     request: &Request,
     offsets: &[i64],
     length: usize,
-) -> Option<(usize, usize)> {
+) -> Option<((usize, usize), bool)> {
     if !rendered.text.starts_with(&request.prompt) {
         return None;
     }
     let prompt_chars = request.prompt.chars().count();
+    let start_of = |token: usize| offsets[2 * token];
+    let end_of = |token: usize| offsets[2 * token + 1];
+    let clean_start = |start: usize| {
+        start_of(start) == prompt_chars as i64
+            && (start == 0 || end_of(start - 1) <= prompt_chars as i64)
+    };
     match &request.answer {
         None => {
             if rendered.chars <= prompt_chars {
                 return None;
             }
-            char_to_token(offsets, prompt_chars).map(|start| (start, length))
+            let start = char_to_token(offsets, prompt_chars)?;
+            Some(((start, length), clean_start(start)))
         }
         Some(answer) => {
             if !rendered.text.starts_with(answer.as_str()) {
@@ -435,7 +471,9 @@ fn span_from_characters(
             }
             let start = char_to_token(offsets, prompt_chars)?;
             let end = char_to_token(offsets, answer_chars - 1)?;
-            Some((start, end + 1))
+            let clean_end = end_of(end) == answer_chars as i64
+                && (end + 1 == length || start_of(end + 1) >= answer_chars as i64);
+            Some(((start, end + 1), clean_start(start) && clean_end))
         }
     }
 }

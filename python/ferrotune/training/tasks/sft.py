@@ -155,10 +155,12 @@ class ChatSFT(Task):
         ids, starts, _ = rows.ragged()
         labels = rows.labels()
         labels[starts[:-1]] = IGNORED  # nothing in the conversation predicts its first token
-        offsets = pa.array(starts.astype(np.int32))
+        # int32 offsets as pa.list_ has them, int64 (large lists) past 2**31 tokens
+        lists = pa.ListArray if starts[-1] < 2**31 else pa.LargeListArray
+        offsets = pa.array(starts.astype(np.int32 if lists is pa.ListArray else np.int64))
         return pa.table({
-            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(ids)),
-            "labels": pa.ListArray.from_arrays(offsets, pa.array(labels)),
+            "input_ids": lists.from_arrays(offsets, pa.array(ids)),
+            "labels": lists.from_arrays(offsets, pa.array(labels)),
         }), len(dropped)  # fmt: skip
 
     def default_metrics(self, label_names: list[str] | None) -> tuple[tuple[str, ...], str]:
