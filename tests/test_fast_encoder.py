@@ -26,7 +26,18 @@ def smollm2_dir():
     return path
 
 
-@pytest.fixture(scope="module", params=["minilm", "gpt2", "smollm2"])
+@pytest.fixture(scope="module")
+def cl100k_dir():
+    """cl100k (a Split with cl100k's regex before ByteLevel; Llama-3 uses the same regex)."""
+    from conftest import require_data_dir
+
+    path = require_data_dir() / "tokenizers" / "cl100k"
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"cl100k tokenizer not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module", params=["minilm", "gpt2", "smollm2", "cl100k"])
 def engines(request):
     folder = request.getfixturevalue(f"{request.param}_dir")
     fast = ferrotune.Tokenizer.from_pretrained(folder)
@@ -36,10 +47,11 @@ def engines(request):
     return fast, general
 
 
-def test_fast_path_is_picked_automatically(minilm_dir, gpt2_dir, smollm2_dir):
+def test_fast_path_is_picked_automatically(minilm_dir, gpt2_dir, smollm2_dir, cl100k_dir):
     assert ferrotune.Tokenizer.from_pretrained(minilm_dir).encoder == "fast-wordpiece"
     assert ferrotune.Tokenizer.from_pretrained(gpt2_dir).encoder == "fast-bpe"
     assert ferrotune.Tokenizer.from_pretrained(smollm2_dir).encoder == "fast-bpe"
+    assert ferrotune.Tokenizer.from_pretrained(cl100k_dir).encoder == "fast-bpe"
     assert ferrotune.Tokenizer.from_pretrained(gpt2_dir, engine="general").encoder == "general"
 
 
@@ -84,6 +96,7 @@ def test_special_tokens_written_in_text(engines):
     texts = ["hello [SEP] world", "[CLS][MASK]x", "[sep] lower", "[UNK]", "a[PAD]b", "Ünïcödé [MASK] 東京 🙂"]
     texts += ["a<|endoftext|>b", "<|endoftext|><|endoftext|>", " <|endoftext|> x  ", "it's  He'LL   \t\n"]
     texts += ["<|im_start|>user\n2024-11-29: 3.14\x04\x13 x\x1d<|im_end|>\n", "\x06\x16", "a\x04b 12\x1345"]
+    texts += ["I'M   'ſ\r\n\r\n (x) 123456 ١٢٣٤ ...\n\n", "<|endoftext|>hi<|fim_prefix|>", "\u3000 \u00a0x"]
     for options in ({}, {"return_offsets_mapping": True, "return_special_tokens_mask": True}):
         a, b = fast(texts, **options), general(texts, **options)
         assert dict(a) == dict(b)

@@ -126,7 +126,30 @@ fn char_at(s: &str, at: usize) -> Option<(char, usize)> {
 struct Words<'a> {
     s: &'a str,
     at: usize,
+    pattern: Pattern,
 }
+
+/// The pre-tokenizer regexes reproduced by hand-written scanners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    /// GPT-2's, inside `ByteLevel` (`use_regex`).
+    Gpt2,
+    /// cl100k's / Llama-3's (`max_digits` 3) and Qwen2's (1), in a `Split` before `ByteLevel`:
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
+    Split { max_digits: usize },
+}
+
+/// The `Split` patterns known, with their digit runs.
+const SPLIT_PATTERNS: [(&str, usize); 2] = [
+    (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        3,
+    ),
+    (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        1,
+    ),
+];
 
 impl Iterator for Words<'_> {
     type Item = Span;
@@ -135,13 +158,97 @@ impl Iterator for Words<'_> {
         let s = self.s;
         let start = self.at;
         let (c, len) = char_at(s, start)?;
-        let end = Self::word_end(s, start, c, len);
+        let end = match self.pattern {
+            Pattern::Gpt2 => Self::word_end(s, start, c, len),
+            Pattern::Split { max_digits } => Self::split_word_end(s, start, c, len, max_digits),
+        };
         self.at = end;
         Some((start, end))
     }
 }
 
+/// The end of the run of characters of `class` from byte `at`.
+#[inline]
+fn run_end(s: &str, mut at: usize, class: Class) -> usize {
+    while let Some((next, next_len)) = char_at(s, at) {
+        if classify(next) != class {
+            break;
+        }
+        at += next_len;
+    }
+    at
+}
+
 impl Words<'_> {
+    /// One word of the `Split` pattern, its alternatives tried in order (Oniguruma's leftmost
+    /// first); every character starts some match, so the words tile `s`.
+    fn split_word_end(s: &str, start: usize, c: char, len: usize, max_digits: usize) -> usize {
+        let bytes = s.as_bytes();
+        // `(?i:'s|'t|'re|'ve|'m|'ll|'d)`
+        if c == '\'' {
+            if let Some(contraction) = contraction_len_folded(&s[start + 1..]) {
+                return start + 1 + contraction;
+            }
+        }
+        let class = classify(c);
+        // `[^\r\n\p{L}\p{N}]?\p{L}+`
+        if class == Class::Letter {
+            return run_end(s, start + len, Class::Letter);
+        }
+        if class != Class::Number && c != '\r' && c != '\n' {
+            if let Some((next, _)) = char_at(s, start + len) {
+                if classify(next) == Class::Letter {
+                    return run_end(s, start + len, Class::Letter);
+                }
+            }
+        }
+        // `\p{N}{1,3}`
+        if class == Class::Number {
+            let mut end = start + len;
+            for _ in 1..max_digits {
+                match char_at(s, end) {
+                    Some((next, next_len)) if classify(next) == Class::Number => end += next_len,
+                    _ => break,
+                }
+            }
+            return end;
+        }
+        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        let symbols = if c == ' ' { start + 1 } else { start };
+        if let Some((first, _)) = char_at(s, symbols) {
+            if classify(first) == Class::Other {
+                let mut end = run_end(s, symbols, Class::Other);
+                while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
+                    end += 1;
+                }
+                return end;
+            }
+        }
+        // `c` is whitespace. `\s*[\r\n]+`: the run up to its last line break, if it has one.
+        let mut end = start;
+        let mut last = start;
+        let mut after_break = None;
+        while let Some((next, next_len)) = char_at(s, end) {
+            if classify(next) != Class::Space {
+                break;
+            }
+            if next == '\r' || next == '\n' {
+                after_break = Some(end + next_len);
+            }
+            last = end;
+            end += next_len;
+        }
+        if let Some(after_break) = after_break {
+            return after_break;
+        }
+        // `\s+(?!\S)|\s+`, as in GPT-2's pattern.
+        if end == s.len() || last == start {
+            end
+        } else {
+            last
+        }
+    }
+
     fn word_end(s: &str, start: usize, c: char, len: usize) -> usize {
         if c == '\'' {
             if let Some(contraction) = contraction_len(&s.as_bytes()[start + 1..]) {
@@ -183,6 +290,21 @@ impl Words<'_> {
         } else {
             last
         }
+    }
+}
+
+/// The length after the apostrophe of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at the start of `rest`: ASCII
+/// letters of either case, and U+017F (long s), which Unicode case folding makes an `s`.
+#[inline]
+fn contraction_len_folded(rest: &str) -> Option<usize> {
+    let mut chars = rest.chars();
+    let first = chars.next()?.to_ascii_lowercase();
+    let second = chars.next().map(|c| c.to_ascii_lowercase());
+    match (first, second) {
+        ('s' | 't' | 'm' | 'd', _) => Some(1),
+        ('\u{17F}', _) => Some(2),
+        ('r', Some('e')) | ('v', Some('e')) | ('l', Some('l')) => Some(2),
+        _ => None,
     }
 }
 
@@ -382,6 +504,8 @@ pub struct FastByteLevelBpe {
     /// A `Digits` pre-tokenizer before `ByteLevel` (SmolLM2, StarCoder): numbers are cut out of
     /// every piece first, each digit alone (`Some(true)`, `individual_digits`) or in runs.
     digits: Option<bool>,
+    /// The regex that cuts words: GPT-2's (ByteLevel's own) or a known `Split` before it.
+    pattern: Pattern,
     ignore_merges: bool,
     /// The vocabulary id of every byte's character.
     byte_ids: [u32; 256],
@@ -442,28 +566,48 @@ impl FastByteLevelBpe {
         }
         // `ByteLevel`, or `Sequence[Digits, ByteLevel]` (read through its serialization: the
         // crate keeps a sequence's parts private).
-        let (pre_tokenizer, digits) = match tokenizer.get_pre_tokenizer()? {
-            PreTokenizerWrapper::ByteLevel(pre_tokenizer) => (*pre_tokenizer, None),
+        let (pre_tokenizer, digits, pattern) = match tokenizer.get_pre_tokenizer()? {
+            PreTokenizerWrapper::ByteLevel(pre_tokenizer) => (*pre_tokenizer, None, Pattern::Gpt2),
             PreTokenizerWrapper::Sequence(sequence) => {
                 let value = serde_json::to_value(sequence).ok()?;
                 let parts = value.get("pretokenizers")?.as_array()?;
                 let [first, second] = parts.as_slice() else {
                     return None;
                 };
-                if first.get("type")?.as_str()? != "Digits" {
-                    return None;
-                }
-                let individual = first.get("individual_digits")?.as_bool()?;
                 let PreTokenizerWrapper::ByteLevel(pre_tokenizer) =
                     serde_json::from_value::<PreTokenizerWrapper>(second.clone()).ok()?
                 else {
                     return None;
                 };
-                (pre_tokenizer, Some(individual))
+                match first.get("type")?.as_str()? {
+                    "Digits" => {
+                        let individual = first.get("individual_digits")?.as_bool()?;
+                        (pre_tokenizer, Some(individual), Pattern::Gpt2)
+                    }
+                    // A known regex, each match a word (`Isolated`), then bytes only: ByteLevel
+                    // without its own regex. A prefix space would go before every word: refused.
+                    "Split" => {
+                        let regex = first.get("pattern")?.get("Regex")?.as_str()?;
+                        let (_, max_digits) = SPLIT_PATTERNS.iter().find(|(p, _)| *p == regex)?;
+                        let isolated = first.get("behavior")?.as_str()? == "Isolated";
+                        let inverted = first.get("invert")?.as_bool()?;
+                        if !isolated || inverted || pre_tokenizer.use_regex {
+                            return None;
+                        }
+                        if pre_tokenizer.add_prefix_space {
+                            return None;
+                        }
+                        let pattern = Pattern::Split {
+                            max_digits: *max_digits,
+                        };
+                        (pre_tokenizer, None, pattern)
+                    }
+                    _ => return None,
+                }
             }
             _ => return None,
         };
-        if !pre_tokenizer.use_regex {
+        if pattern == Pattern::Gpt2 && !pre_tokenizer.use_regex {
             return None;
         }
         let ModelWrapper::BPE(model) = tokenizer.get_model() else {
@@ -561,6 +705,7 @@ impl FastByteLevelBpe {
         Some(Self {
             add_prefix_space: pre_tokenizer.add_prefix_space,
             digits,
+            pattern,
             ignore_merges: model.ignore_merges,
             byte_ids,
             missing_bytes,
@@ -761,7 +906,12 @@ impl FastByteLevelBpe {
         };
         let cache_index = state.cache_index(self.cache_id);
         let text_bytes = text.as_bytes();
-        for (word_start, word_end) in (Words { s, at: 0 }) {
+        let words = Words {
+            s,
+            at: 0,
+            pattern: self.pattern,
+        };
+        for (word_start, word_end) in words {
             let word_bytes = &s.as_bytes()[word_start..word_end];
             if let Some(model) = &self.fallback {
                 if word_bytes
@@ -1054,7 +1204,7 @@ impl Position for usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{classify, Class, Words};
+    use super::{classify, Class, Pattern, Words, SPLIT_PATTERNS};
     use proptest::prelude::*;
     use proptest::test_runner::FileFailurePersistence;
     use tokenizers::utils::SysRegex;
@@ -1094,7 +1244,12 @@ mod tests {
             static REGEX: SysRegex = SysRegex::new(GPT2_PATTERN).unwrap();
         }
         let expected: Vec<(usize, usize)> = REGEX.with(|re| re.find_iter(text).collect());
-        let got: Vec<(usize, usize)> = Words { s: text, at: 0 }.collect();
+        let got: Vec<(usize, usize)> = Words {
+            s: text,
+            at: 0,
+            pattern: Pattern::Gpt2,
+        }
+        .collect();
         if got == expected {
             Ok(())
         } else {
@@ -1127,7 +1282,7 @@ mod tests {
     const PALETTE: &[&str] = &[
         "a", "Z", "é", "中", "1", "١", "½", " ", "  ", "\t", "\n", "\r", "\u{a0}", "\u{85}",
         "\u{2000}", "\u{2028}", "\u{3000}", "\u{200B}", "'", "s", "t", "re", "ve", "m", "ll", "d",
-        "S", "!", "?", "😀", "\u{301}", "\0", "\u{7f}",
+        "S", "!", "?", "😀", "\u{301}", "\0", "\u{7f}", "\r\n", "RE", "ſ", "(", "123", "1234",
     ];
 
     proptest! {
@@ -1152,7 +1307,87 @@ mod tests {
                 prop_assert!(false, "{}", message);
             }
         }
+
+        #[test]
+        fn split_words_match_the_regex_on_palette_strings(
+            parts in prop::collection::vec(prop::sample::select(PALETTE), 0..30)
+        ) {
+            if let Err(message) = check_split_words(&parts.concat()) {
+                prop_assert!(false, "{}", message);
+            }
+        }
+
+        #[test]
+        fn split_words_match_the_regex_on_arbitrary_strings(text in any::<String>()) {
+            if let Err(message) = check_split_words(&text) {
+                prop_assert!(false, "{}", message);
+            }
+        }
     }
+    fn check_split_words(text: &str) -> Result<(), String> {
+        thread_local! {
+            static REGEXES: Vec<(SysRegex, usize)> = SPLIT_PATTERNS
+                .iter()
+                .map(|(pattern, digits)| (SysRegex::new(pattern).unwrap(), *digits))
+                .collect();
+        }
+        REGEXES.with(|regexes| {
+            for (regex, max_digits) in regexes {
+                let expected: Vec<(usize, usize)> = regex.find_iter(text).collect();
+                let got: Vec<(usize, usize)> = Words {
+                    s: text,
+                    at: 0,
+                    pattern: Pattern::Split {
+                        max_digits: *max_digits,
+                    },
+                }
+                .collect();
+                if got != expected {
+                    return Err(format!(
+                        "{text:?} (digits {max_digits})\n fast:  {got:?}\n regex: {expected:?}"
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn split_words_match_the_regex_on_hand_picked_texts() {
+        for text in [
+            "",
+            " ",
+            "a",
+            " a",
+            "  a",
+            "a  ",
+            "a \n b",
+            " \n\n x",
+            "\t x",
+            "\r\n\r\nx",
+            " \n \n  ",
+            "'s 'S ''s 'll'd 're 'RE 'Ll 'ſ 'ſt x'Ve",
+            "x'sy ' ",
+            "   ",
+            "a1 1a 12345 ½² ١٢٣٤",
+            "!! ?? \u{a0}\u{a0}x \u{3000}y",
+            "(hello) [x]\n\n...\r\n",
+            " .\n\nword",
+            "\u{85}x \u{2028}\n",
+        ] {
+            check_split_words(text).unwrap();
+        }
+    }
+
+    #[test]
+    fn split_contractions_fold_as_the_regex_does() {
+        // Every character after an apostrophe, alone and before 'e' / 'l'.
+        for c in (0..=0x2FFFFu32).filter_map(char::from_u32) {
+            check_split_words(&format!("'{c}")).unwrap();
+            check_split_words(&format!("'{c}e'{c}l")).unwrap();
+        }
+    }
+
     /// Prints the class tables from the crate's own regex engine.
     #[test]
     #[ignore]

@@ -675,6 +675,82 @@ proptest! {
     }
 }
 
+/// The real cl100k tokenizer (a `Split` with cl100k's regex, then `ByteLevel` without its own), and
+/// the same vocabulary with Qwen2's regex (single digits), on the real data, LIMA's conversations
+/// and every vocabulary entry.
+#[test]
+fn cl100k_and_qwen2_patterns_match_the_crate() {
+    let folder = shared_data().join("tokenizers/cl100k");
+    let Ok(text) = std::fs::read_to_string(folder.join("tokenizer.json")) else {
+        eprintln!("skipping: {} is absent", folder.display());
+        return;
+    };
+    let json: Value = serde_json::from_str(&text).expect("tokenizer.json is JSON");
+    let qwen2 = variant(&json, |j| {
+        j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = json!(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+        )
+    });
+    let pairs = [
+        Pair::new("cl100k", &json),
+        Pair::new("qwen2 pattern", &qwen2),
+    ];
+    // Refused: a prefix space before every word, an unknown regex, a ByteLevel with its own regex.
+    for edit in [
+        |j: &mut Value| j["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = json!(true),
+        |j: &mut Value| j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = json!(r"\s+"),
+        |j: &mut Value| j["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = json!(true),
+        |j: &mut Value| j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = json!("Removed"),
+    ] {
+        let refused = reference_tokenizer(&variant(&json, edit));
+        assert!(FastByteLevelBpe::from_tokenizer(&refused).is_none());
+    }
+    let mut texts = real_texts().unwrap_or_default();
+    if let Ok(lima) = std::fs::read_to_string(shared_data().join("sft/lima.jsonl")) {
+        for line in lima.lines() {
+            let row: Value = serde_json::from_str(line).expect("LIMA line is JSON");
+            for message in row["messages"].as_array().expect("messages") {
+                texts.push(message["content"].as_str().unwrap_or("").to_owned());
+            }
+        }
+    }
+    let decoder = byte_level_decoder();
+    texts.extend(
+        pairs[0]
+            .reference
+            .get_vocab(true)
+            .into_keys()
+            .filter_map(|entry| decode_byte_level(&entry, &decoder))
+            .map(|entry| format!("x{entry} 1234{entry}'S\r\n")),
+    );
+    let stride = if cfg!(debug_assertions) { 16 } else { 1 };
+    let failures: Vec<String> = texts
+        .par_iter()
+        .step_by(stride)
+        .filter_map(|text| pairs.iter().try_for_each(|pair| pair.check(text)).err())
+        .collect();
+    eprintln!("checked {} texts", texts.len().div_ceil(stride));
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    for text in ["9".repeat(1 << 20), format!("{}x", "\n ".repeat(1 << 18))] {
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        pairs[0].fast.encode_ids_into(&text, &mut ids);
+        let limit = Duration::from_secs(if cfg!(debug_assertions) { 60 } else { 5 });
+        assert!(
+            started.elapsed() < limit,
+            "{} bytes took {:?}",
+            text.len(),
+            started.elapsed()
+        );
+        pairs[0].assert_matches(&text);
+    }
+}
+
 /// The real SmolLM2 tokenizer (`Sequence[Digits(individual), ByteLevel]`, ChatML special tokens),
 /// on the real data, LIMA's conversations written out in ChatML, and every vocabulary entry.
 #[test]
