@@ -114,6 +114,15 @@ struct Renders {
     requests: Vec<Request>,
 }
 
+/// A request whose span needs its prefixes tokenized: where its span goes, and the span from
+/// characters to use where the token prefixes fail.
+struct Pending {
+    conversation: usize,
+    request: usize,
+    slot: usize,
+    fallback: Option<(usize, usize)>,
+}
+
 struct Request {
     /// The message the request is about (for errors).
     message: usize,
@@ -279,8 +288,7 @@ pub fn encode_conversations(
 
     // Spans from characters where they settle it; the rest need their prefixes tokenized.
     let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); conversations.len()];
-    // (conversation, request, span slot, the span from characters where the token prefixes fail)
-    let mut pending: Vec<(usize, usize, usize, Option<(usize, usize)>)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for (index, rendered) in renders.iter().enumerate() {
         let length = row(index).len();
         let offsets = offsets_of(index);
@@ -324,15 +332,22 @@ pub fn encode_conversations(
                     fallback = Some(span);
                 }
             }
-            pending.push((index, r, spans[index].len(), fallback));
+            pending.push(Pending {
+                conversation: index,
+                request: r,
+                slot: spans[index].len(),
+                fallback,
+            });
             spans[index].push((0, 0)); // filled in below
         }
     }
 
     if !pending.is_empty() {
         let mut prefix_texts = Vec::with_capacity(2 * pending.len());
-        for &(index, r, _, _) in &pending {
-            let request = &renders[index].requests[r];
+        let mut firsts = Vec::with_capacity(pending.len()); // each request's first prefix text
+        for entry in &pending {
+            let request = &renders[entry.conversation].requests[entry.request];
+            firsts.push(prefix_texts.len());
             prefix_texts.push(request.prompt.clone());
             if let Some(answer) = &request.answer {
                 prefix_texts.push(answer.clone());
@@ -340,17 +355,13 @@ pub fn encode_conversations(
         }
         let prefixes = engine.encode_batch(&prefix_texts, None, &ids_only())?;
         let prefix = |i: usize| &prefixes.input_ids[prefixes.starts[i]..prefixes.starts[i + 1]];
-        let mut at = 0;
         let is_prefix = |prefix: &[i64], ids: &[i64]| ids.get(..prefix.len()) == Some(prefix);
-        for &(index, r, slot, fallback) in &pending {
-            let request = &renders[index].requests[r];
+        for (entry, &first) in pending.iter().zip(&firsts) {
+            let (index, slot, fallback) = (entry.conversation, entry.slot, entry.fallback);
+            let request = &renders[index].requests[entry.request];
             let ids = row(index);
-            let prompt = prefix(at);
-            at += 1;
-            let answer = request.answer.as_ref().map(|_| {
-                at += 1;
-                prefix(at - 1)
-            });
+            let prompt = prefix(first);
+            let answer = request.answer.as_ref().map(|_| prefix(first + 1));
             // The token prefixes first; the characters' span where they fail (boundaries="characters").
             let aligned = is_prefix(prompt, ids) && answer.is_none_or(|a| is_prefix(a, ids));
             if let (false, Some(span)) = (aligned, fallback) {
