@@ -114,6 +114,24 @@ struct Renders {
     requests: Vec<Request>,
 }
 
+/// The whole conversations' ids, row boundaries and offsets (two values per token), in bytes or in
+/// characters.
+#[derive(Default)]
+struct Tokenized {
+    ids: Vec<i64>,
+    starts: Vec<usize>,
+    offsets: Option<Vec<i64>>,
+    in_bytes: bool,
+}
+
+/// Where character `c` of `text` is in the offsets' unit (None past the end).
+fn position(text: &str, c: usize, in_bytes: bool) -> Option<usize> {
+    if !in_bytes {
+        return Some(c);
+    }
+    text.char_indices().nth(c).map(|(byte, _)| byte)
+}
+
 /// A request whose span needs its prefixes tokenized: where its span goes, and the span from
 /// characters to use where the token prefixes fail.
 struct Pending {
@@ -251,7 +269,12 @@ pub fn encode_conversations(
                 requests.push(Request {
                     message: k,
                     prompt: render(k, true)?.text,
-                    answer: Some(render(k + 1, false)?.text),
+                    // Through the last message, the answer's render is the whole conversation's.
+                    answer: Some(if k + 1 == messages.len() {
+                        whole.text.clone()
+                    } else {
+                        render(k + 1, false)?.text
+                    }),
                 });
             }
         } else if let (LossOn::Completion, Some(prompt)) = (loss_on, conversation.prompt_messages) {
@@ -269,15 +292,40 @@ pub fn encode_conversations(
         })
     })?;
 
-    // The whole conversations, tokenized once, with character offsets where spans need them.
+    // The whole conversations, tokenized once, with offsets where spans need them: byte spans
+    // from the native encoder (no `Encoding` built), else the general path's character offsets.
     let texts: Vec<String> = renders.iter().map(|r| r.text.clone()).collect();
-    let mut request = ids_only();
-    // Character offsets serve the generation blocks and boundaries="characters" only.
-    request.outputs.offsets =
+    let needs_offsets =
         from_blocks || (loss_on != LossOn::All && options.boundaries == Boundaries::Characters);
-    let whole = engine.encode_batch(&texts, None, &request)?;
+    let whole = match needs_offsets.then(|| engine.encode_byte_spans(&texts)).flatten() {
+        Some(rows) => {
+            let mut whole = Tokenized {
+                starts: vec![0],
+                offsets: Some(Vec::new()),
+                in_bytes: true,
+                ..Tokenized::default()
+            };
+            for (ids, spans) in rows {
+                whole.ids.extend(ids);
+                whole.starts.push(whole.ids.len());
+                whole.offsets.as_mut().expect("set above").extend(spans);
+            }
+            whole
+        }
+        None => {
+            let mut request = ids_only();
+            request.outputs.offsets = needs_offsets;
+            let batch = engine.encode_batch(&texts, None, &request)?;
+            Tokenized {
+                ids: batch.input_ids,
+                starts: batch.starts,
+                offsets: batch.offsets,
+                in_bytes: false,
+            }
+        }
+    };
     drop(texts);
-    let row = |index: usize| &whole.input_ids[whole.starts[index]..whole.starts[index + 1]];
+    let row = |index: usize| &whole.ids[whole.starts[index]..whole.starts[index + 1]];
     let offsets_of = |index: usize| {
         whole
             .offsets
@@ -285,6 +333,7 @@ pub fn encode_conversations(
             .map(|o| &o[2 * whole.starts[index]..2 * whole.starts[index + 1]])
             .unwrap_or(&[])
     };
+    let in_bytes = whole.in_bytes;
 
     // Spans from characters where they settle it; the rest need their prefixes tokenized.
     let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); conversations.len()];
@@ -303,14 +352,18 @@ pub fn encode_conversations(
                 }
                 _ => &rendered.generation_spans[..],
             };
+            let at = |c: usize| position(&rendered.text, c, in_bytes);
             for &(start, end) in chosen {
                 // transformers' assistant_masks, quirks included: the token of the block's first
                 // character to the token of its last (for an empty block, of the character before
                 // it), or to the end when that is no token (or is token 0).
-                let Some(start_token) = char_to_token(offsets, start) else {
+                let Some(start_token) = at(start).and_then(|p| char_to_token(offsets, p)) else {
                     break;
                 };
-                let end_token = end.checked_sub(1).and_then(|c| char_to_token(offsets, c));
+                let end_token = end
+                    .checked_sub(1)
+                    .and_then(at)
+                    .and_then(|p| char_to_token(offsets, p));
                 let end = match end_token {
                     Some(token) if token > 0 => token + 1,
                     _ => length,
@@ -323,7 +376,7 @@ pub fn encode_conversations(
             let mut fallback = None;
             if options.boundaries == Boundaries::Characters {
                 if let Some((span, settled)) =
-                    span_from_characters(rendered, request, offsets, length)
+                    span_from_characters(rendered, request, offsets, in_bytes, length)
                 {
                     if settled {
                         spans[index].push(span);
@@ -401,8 +454,8 @@ pub fn encode_conversations(
 
     // Labels: the ids inside the spans (after truncation), -100 elsewhere.
     let mut out = EncodedConversations {
-        ids: Ragged::with_capacity(conversations.len(), whole.input_ids.len()),
-        labels: Vec::with_capacity(whole.input_ids.len()),
+        ids: Ragged::with_capacity(conversations.len(), whole.ids.len()),
+        labels: Vec::with_capacity(whole.ids.len()),
         ..EncodedConversations::default()
     };
     for (index, chosen) in spans.iter().enumerate() {
@@ -452,12 +505,18 @@ fn span_from_characters(
     rendered: &Renders,
     request: &Request,
     offsets: &[i64],
+    in_bytes: bool,
     length: usize,
 ) -> Option<((usize, usize), bool)> {
     if !rendered.text.starts_with(&request.prompt) {
         return None;
     }
-    let prompt_chars = request.prompt.chars().count();
+    // Positions in the offsets' unit: bytes (each token's span widened to whole characters, so
+    // a character is in a token when its first byte is) or characters.
+    let (prompt_chars, text_chars) = match in_bytes {
+        true => (request.prompt.len(), rendered.text.len()),
+        false => (request.prompt.chars().count(), rendered.chars),
+    };
     let start_of = |token: usize| offsets[2 * token];
     let end_of = |token: usize| offsets[2 * token + 1];
     let clean_start = |start: usize| {
@@ -466,7 +525,7 @@ fn span_from_characters(
     };
     match &request.answer {
         None => {
-            if rendered.chars <= prompt_chars {
+            if text_chars <= prompt_chars {
                 return None;
             }
             let start = char_to_token(offsets, prompt_chars)?;
@@ -476,12 +535,21 @@ fn span_from_characters(
             if !rendered.text.starts_with(answer.as_str()) {
                 return None;
             }
-            let answer_chars = answer.chars().count();
+            let (answer_chars, last_char) = match in_bytes {
+                true => {
+                    let last = answer.chars().next_back().map_or(1, char::len_utf8);
+                    (answer.len(), answer.len().saturating_sub(last))
+                }
+                false => {
+                    let count = answer.chars().count();
+                    (count, count.saturating_sub(1))
+                }
+            };
             if answer_chars <= prompt_chars {
                 return None;
             }
             let start = char_to_token(offsets, prompt_chars)?;
-            let end = char_to_token(offsets, answer_chars - 1)?;
+            let end = char_to_token(offsets, last_char)?;
             let clean_end = end_of(end) == answer_chars as i64
                 && (end + 1 == length || start_of(end + 1) >= answer_chars as i64);
             Some(((start, end + 1), clean_start(start) && clean_end))

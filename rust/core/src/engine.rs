@@ -397,6 +397,27 @@ impl Engine {
         self.encode_sequences(texts, pairs, request)
     }
 
+    /// Without special tokens, truncation or padding: each text's ids and their BYTE spans (two
+    /// values per token), from the native byte-level BPE encoder; None where the pipeline has none
+    /// (its offsets are then the general path's, in characters). The spans are those `encode`
+    /// reports, before conversion to characters: the post-processors a native pipeline may have
+    /// leave them alone without special tokens.
+    pub fn encode_byte_spans(&self, texts: &[String]) -> Option<Vec<(Vec<i64>, Vec<i64>)>> {
+        let Some(FastEncoder::ByteLevelBpe(encoder)) = &self.fast else {
+            return None;
+        };
+        Some(
+            (0..texts.len())
+                .into_maybe_par_iter()
+                .map(|i| {
+                    let (mut ids, mut spans) = (Vec::new(), Vec::new());
+                    encoder.encode_spans_into(&texts[i], &mut ids, &mut spans);
+                    (ids.into_iter().map(i64::from).collect(), spans)
+                })
+                .collect(),
+        )
+    }
+
     /// Encodes a batch of texts already split into words (transformers' `is_split_into_words`),
     /// optionally with the second sequence of each pair, also split into words.
     pub fn encode_words_batch(

@@ -432,6 +432,21 @@ impl TokenSink for WordSink<'_> {
     }
 }
 
+/// Ids and byte spans, flat.
+struct SpanSink<'a> {
+    ids: &'a mut Vec<u32>,
+    spans: &'a mut Vec<i64>,
+}
+
+impl TokenSink for SpanSink<'_> {
+    const WANTS_OFFSETS: bool = true;
+    #[inline]
+    fn push(&mut self, id: u32, span: Span, _word: u32) {
+        self.ids.push(id);
+        self.spans.extend([span.0 as i64, span.1 as i64]);
+    }
+}
+
 #[derive(Default)]
 struct FullSink {
     ids: Vec<u32>,
@@ -768,6 +783,12 @@ impl FastByteLevelBpe {
             Vec::new(),
             Default::default(),
         )
+    }
+
+    /// The ids and their byte spans in `text`, appended to `ids` / `spans` (two values per
+    /// token): what `encode` gives as offsets, in bytes, without building an `Encoding`.
+    pub fn encode_spans_into(&self, text: &str, ids: &mut Vec<u32>, spans: &mut Vec<i64>) {
+        self.encode_into(text, &mut SpanSink { ids, spans });
     }
 
     /// The ids only, appended to `out`: the hot path, no `Encoding` built.
