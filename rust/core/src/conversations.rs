@@ -297,7 +297,10 @@ pub fn encode_conversations(
     let texts: Vec<String> = renders.iter().map(|r| r.text.clone()).collect();
     let needs_offsets =
         from_blocks || (loss_on != LossOn::All && options.boundaries == Boundaries::Characters);
-    let whole = match needs_offsets.then(|| engine.encode_byte_spans(&texts)).flatten() {
+    let whole = match needs_offsets
+        .then(|| engine.encode_byte_spans(&texts))
+        .flatten()
+    {
         Some(rows) => {
             let mut whole = Tokenized {
                 starts: vec![0],

@@ -549,6 +549,27 @@ pub fn index_rows(
         if read == 0 {
             break;
         }
+        if quote.is_none() {
+            // No quoting (JSONL, TSV read with quoting off): rows end at every newline, found by
+            // memchr; a row has content when a byte of it is not whitespace.
+            let chunk = &buffer[..read];
+            let mut from = 0;
+            for newline in memchr::memchr_iter(b'\n', chunk) {
+                line_has_content = line_has_content
+                    || chunk[from..newline]
+                        .iter()
+                        .any(|b| !b.is_ascii_whitespace());
+                let at = position + newline as u64;
+                end_line(&mut index, line_start, at + 1, line_has_content);
+                line_start = at + 1;
+                line_has_content = false;
+                from = newline + 1;
+            }
+            line_has_content =
+                line_has_content || chunk[from..].iter().any(|b| !b.is_ascii_whitespace());
+            position += read as u64;
+            continue;
+        }
         for (i, &byte) in buffer[..read].iter().enumerate() {
             let at = position + i as u64;
             if Some(byte) == quote {
