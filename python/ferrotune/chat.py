@@ -24,6 +24,7 @@ from .errors import ChatMaskError, ChatTemplateError, InputTypeError, InvalidArg
 
 _logger = logging.getLogger("transformers.tokenization_utils_base")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")  # transformers' names of a message's reasoning
+_REASONING_KEYS = frozenset(_REASONING_FIELDS)
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 _GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 _warned_no_generation: set[str] = set()
@@ -360,7 +361,9 @@ def encode_conversations(
         if not messages or not all(isinstance(m, dict) for m in messages):
             raise InputTypeError(f"conversation {index}: a conversation is a non-empty list of message dicts")
         # transformers' render: the message dicts as given (None fields left out), reasoning fields aliased.
-        whole.append(_alias_reasoning_fields([{k: v for k, v in m.items() if v is not None} for m in messages]))
+        if any(None in m.values() or not _REASONING_KEYS.isdisjoint(m) for m in messages):
+            messages = _alias_reasoning_fields([{k: v for k, v in m.items() if v is not None} for m in messages])
+        whole.append(messages)
     prompt_messages = [len(c) for c in conversations] if completions is not None else None
     return _core.TokenRows.encode_conversations(
         compiled(template), tokenizer._core, whole, prompt_messages=prompt_messages, variables=variables,
