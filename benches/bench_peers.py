@@ -14,7 +14,7 @@ train (first 2,000 reviews) and "lines": wikitext-style lines, i.e. those review
 wikitext is in the shared data). --quick takes a few hundred of each. Every contender encodes the same list of
 texts without special tokens:
 
-  ferrotune     ferrotune.Tokenizer.from_pretrained(dir)(texts, add_special_tokens=False, return_tensors="arrow",
+  ferrotune     ferrotune.Tokenizer.from_file(tokenizer.json)(texts, add_special_tokens=False, return_tensors="arrow",
                 return_attention_mask=False, return_token_type_ids=False): one Arrow list column of input_ids (flat
                 int32 values + offsets), what a data pipeline writing datasets / Arrow shards consumes; pyarrow is
                 imported before the clock, but its first Arrow output imports pandas inside the cold call
@@ -187,7 +187,9 @@ def load_contender(name: str, family: str, folder: Path, threads: int, work_dir:
         import ferrotune
         import pyarrow  # noqa: F401  (imported by ferrotune on the first Arrow output: a pipeline has it loaded)
 
-        tok = ferrotune.Tokenizer.from_pretrained(folder)
+        # The same tokenizer.json as every contender (from_pretrained would follow transformers' class, which for
+        # SmolLM2's GPT2Tokenizer rebuilds the pipeline without the file's Digits split).
+        tok = ferrotune.Tokenizer.from_file(path)
         options = {"return_tensors": "arrow", "return_attention_mask": False, "return_token_type_ids": False}
 
         def rows(batch):
