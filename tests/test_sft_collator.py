@@ -19,6 +19,7 @@ import types
 import numpy as np
 import pytest
 from conftest import DATA_DIR, require_data_dir
+from test_chat_masks import SMOLLM2_GENERATION
 
 SMOLLM2 = DATA_DIR / "tokenizers" / "smollm2-135m-instruct"
 LIMA = DATA_DIR / "sft" / "lima.jsonl"
@@ -31,13 +32,7 @@ BATCH = 4
 pytestmark = pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")
 
 # SmolLM2's chat template with {% generation %} blocks around the assistant turns (as benches/bench_sft.py).
-GENERATION_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou "
-    "are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
-    "message['role'] + '\n'}}{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + "
-    "'<|im_end|>' + '\n' }}{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+GENERATION_TEMPLATE = SMOLLM2_GENERATION  # SmolLM2's template with {% generation %} around assistant turns
 
 
 def require_sft_data() -> None:

@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import require_data_dir
+from test_chat_masks import SMOLLM2_GENERATION
 
 transformers = pytest.importorskip("transformers")
 
@@ -26,13 +27,7 @@ from ferrotune.errors import ChatMaskError  # noqa: E402
 
 N_CONVERSATIONS = 48
 MAX_LENGTH = 1024
-GENERATION_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou "
-    "are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
-    "message['role'] + '\n'}}{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + "
-    "'<|im_end|>' + '\n' }}{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+GENERATION_TEMPLATE = SMOLLM2_GENERATION  # SmolLM2's template with {% generation %} around assistant turns
 
 
 @pytest.fixture(scope="module")
@@ -257,5 +252,5 @@ def test_dropped_count_survives_a_resume_and_tools_fingerprint(tokenizers, tmp_p
     resumed = loader(tokenizer, path, **settings)
     resumed.load_state_dict(state)
     assert sum(1 for _ in resumed) == 3 and resumed.stats["dropped"] == 4
-    with pytest.raises(ferrotune.InvalidArgumentError, match="loader's own options"):
+    with pytest.raises(ferrotune.InvalidArgumentError, match="options of their own"):
         loader(tokenizer, path, chat_template_kwargs={"max_length": 3})

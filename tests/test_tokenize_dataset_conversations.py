@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_data_dir
+from test_chat_masks import SMOLLM2_GENERATION
 
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
@@ -29,13 +30,7 @@ from ferrotune.errors import ChatMaskError, ChatTemplateError  # noqa: E402
 N_CONVERSATIONS = 40
 MAX_LENGTH = 1024
 BATCH_SIZE = 7  # several chunks of the 40 conversations, the last one short
-GENERATION_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou "
-    "are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
-    "message['role'] + '\n'}}{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + "
-    "'<|im_end|>' + '\n' }}{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+GENERATION_TEMPLATE = SMOLLM2_GENERATION  # SmolLM2's template with {% generation %} around assistant turns
 
 
 @pytest.fixture(scope="module")

@@ -321,6 +321,35 @@ def tokenize_conversations(
     }  # fmt: skip
 
 
+# Arguments of encode_conversations that template variables cannot take.
+_CONVERSATION_OPTIONS = frozenset({
+    "completions", "loss_on", "max_length", "on_empty", "chat_template", "boundaries", "tokenizer", "conversations",
+})  # fmt: skip
+
+
+def conversation_options(loss_on: str | None, prompt_completion: bool, on_empty: str, boundaries: str,
+                         chat_template_kwargs: Any) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The loss mode (by default "completion" for prompt/completion data, else "assistant") and the template
+    variables of a source of conversations (the loader's, tokenize_dataset's), checked."""
+    loss_on = loss_on or ("completion" if prompt_completion else "assistant")
+    if loss_on not in LOSS_ON:
+        raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
+    if (loss_on == "completion") != prompt_completion:
+        raise InvalidArgumentError("loss_on='completion' is for prompt_column + completion_column, and only")
+    if on_empty not in ("error", "drop"):
+        raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
+    if boundaries not in ("tokens", "characters"):
+        raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
+    if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
+        raise InvalidArgumentError(f"chat_template_kwargs must be a dict, got {type(chat_template_kwargs).__name__}")
+    clashing = sorted(set(chat_template_kwargs or {}) & _CONVERSATION_OPTIONS)
+    if clashing:
+        raise InvalidArgumentError(
+            f"chat_template_kwargs {clashing} are options of their own here: pass them as arguments"
+        )
+    return loss_on, dict(chat_template_kwargs or {})
+
+
 def encode_conversations(
     tokenizer: Any,
     conversations: list[list[dict]],
@@ -391,6 +420,6 @@ def _conversation_column(table: Any, name: str, role: str, loader: Any, segments
 
 
 __all__ = [
-    "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "encode_conversations",
-    "get_chat_template", "render", "tokenize_conversations",
+    "LOSS_ON", "ChatMaskError", "ChatTemplateError", "apply_chat_template", "conversation_options",
+    "encode_conversations", "get_chat_template", "render", "tokenize_conversations",
 ]  # fmt: skip

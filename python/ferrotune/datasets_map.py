@@ -123,26 +123,15 @@ def tokenize_dataset(
         tokenizer = Tokenizer.from_transformers(tokenizer)
     template = None
     if conversational:
-        from .chat import LOSS_ON, get_chat_template
+        from .chat import conversation_options, get_chat_template
 
         if text_pair_column is not None:
             raise InvalidArgumentError("text_pair_column cannot be used with conversations")
-        loss_on = loss_on or ("completion" if prompt_column is not None else "assistant")
-        if loss_on not in LOSS_ON:
-            raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
-        if (loss_on == "completion") != (prompt_column is not None):
-            raise InvalidArgumentError("loss_on='completion' is for prompt_column + completion_column, and only")
-        if on_empty not in ("error", "drop"):
-            raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
-        if boundaries not in ("tokens", "characters"):
-            raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
-        if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
-            raise InvalidArgumentError(
-                f"chat_template_kwargs must be a dict, got {type(chat_template_kwargs).__name__}"
-            )
+        loss_on, chat_template_kwargs = conversation_options(
+            loss_on, prompt_column is not None, on_empty, boundaries, chat_template_kwargs
+        )
         if truncation in ("only_first", "only_second"):
             raise InvalidArgumentError(f"truncation={truncation!r} is for text pairs, not conversations")
-        chat_template_kwargs = dict(chat_template_kwargs or {})
         template = get_chat_template(tokenizer, chat_template, chat_template_kwargs.get("tools"))
     elif (chat_template, chat_template_kwargs, loss_on, on_empty, boundaries) != (None, None, None, "error",
                                                                                    "characters"):  # fmt: skip

@@ -176,22 +176,11 @@ class StreamingLoader(IterableDataset):
                                 ("target_column", target_column)):  # fmt: skip
                 if value is not None:
                     raise InvalidArgumentError(f"{name} cannot be used with conversations (their labels are their own)")
-            from .chat import LOSS_ON
+            from .chat import conversation_options
 
-            loss_on = loss_on or ("completion" if prompt_column is not None else "assistant")
-            if loss_on not in LOSS_ON:
-                raise InvalidArgumentError(f"loss_on must be one of {', '.join(LOSS_ON)}, not {loss_on!r}")
-            if (loss_on == "completion") != (prompt_column is not None):
-                raise InvalidArgumentError("loss_on='completion' is for prompt_column + completion_column, and only")
-            if on_empty not in ("error", "drop"):
-                raise InvalidArgumentError(f"on_empty must be 'error' or 'drop', not {on_empty!r}")
-            if boundaries not in ("tokens", "characters"):
-                raise InvalidArgumentError(f"boundaries must be 'tokens' or 'characters', not {boundaries!r}")
-            clashing = sorted(set(chat_template_kwargs or {}) & _CONVERSATION_OPTIONS)
-            if clashing:
-                raise InvalidArgumentError(
-                    f"chat_template_kwargs {clashing} are the loader's own options: pass them as its arguments"
-                )
+            loss_on, chat_template_kwargs = conversation_options(
+                loss_on, prompt_column is not None, on_empty, boundaries, chat_template_kwargs
+            )
         elif chat_template is not None or chat_template_kwargs is not None or loss_on is not None:
             raise InvalidArgumentError("chat_template, chat_template_kwargs and loss_on are for conversations")
         if text_pair_column is not None and text_column is None:
@@ -851,12 +840,6 @@ def _slice_segments(segments: list[tuple[Unit, int, int]], start: int, stop: int
         if position >= stop:
             break
     return out
-
-
-# Arguments of encode_conversations that template variables cannot take.
-_CONVERSATION_OPTIONS = frozenset({
-    "completions", "loss_on", "max_length", "on_empty", "chat_template", "boundaries", "tokenizer", "conversations",
-})  # fmt: skip
 
 
 def _stable_name(value: Any) -> str:

@@ -318,6 +318,29 @@ fn contraction_len(rest: &[u8]) -> Option<usize> {
     }
 }
 
+/// The span in the original text of bytes `first..=last` of a piece that starts at `piece.0`
+/// (`shift` bytes of added prefix space before it), widened to whole characters as the crate's
+/// alignments (one per byte, that of its character) make it.
+#[inline]
+fn original_span(
+    text: &[u8],
+    piece: (usize, usize),
+    shift: usize,
+    first: usize,
+    last: usize,
+) -> Span {
+    let (start, end) = piece;
+    let mut from = start + first.saturating_sub(shift);
+    while from > start && is_utf8_continuation(text[from]) {
+        from -= 1;
+    }
+    let mut to = start + last.saturating_sub(shift) + 1;
+    while to < end && is_utf8_continuation(text[to]) {
+        to += 1;
+    }
+    (from, to)
+}
+
 /// GPT-2's printable stand-in for every byte (`bytes_to_unicode`), as the crate builds it.
 fn byte_level_chars() -> [char; 256] {
     let mut chars = ['\0'; 256];
@@ -941,15 +964,13 @@ impl FastByteLevelBpe {
                 {
                     self.encode_with_crate(model, word_bytes, |id, (q0, q1)| {
                         let span = if S::WANTS_OFFSETS {
-                            let mut first = start + (word_start + q0).saturating_sub(shift);
-                            while first > start && is_utf8_continuation(text_bytes[first]) {
-                                first -= 1;
-                            }
-                            let mut last = start + (word_start + q1).saturating_sub(shift) + 1;
-                            while last < end && is_utf8_continuation(text_bytes[last]) {
-                                last += 1;
-                            }
-                            (first, last)
+                            original_span(
+                                text_bytes,
+                                (start, end),
+                                shift,
+                                word_start + q0,
+                                word_start + q1,
+                            )
                         } else {
                             (0, 0)
                         };
@@ -964,18 +985,10 @@ impl FastByteLevelBpe {
                 for &(id, len) in pieces {
                     let span = if S::WANTS_OFFSETS {
                         let piece_end = at + len as usize;
-                        // Back to the original text, widened to whole characters as the crate's
-                        // alignments (one per byte, that of its character) make it.
-                        let mut first = start + at.saturating_sub(shift);
-                        while first > start && is_utf8_continuation(text_bytes[first]) {
-                            first -= 1;
-                        }
-                        let mut last = start + (piece_end - 1).saturating_sub(shift) + 1;
-                        while last < end && is_utf8_continuation(text_bytes[last]) {
-                            last += 1;
-                        }
+                        let span =
+                            original_span(text_bytes, (start, end), shift, at, piece_end - 1);
                         at = piece_end;
-                        (first, last)
+                        span
                     } else {
                         (0, 0)
                     };
