@@ -12,6 +12,7 @@ TRL is the reference only (it is no dependency of ferrotune): the tests skip wit
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import pickle
 import types
@@ -241,6 +242,8 @@ def test_input_formats_and_numpy(padding_free):
                 assert value.dtype == expected[key].numpy().dtype and (value == expected[key].numpy()).all(), key
             else:
                 assert value == expected[key]
+    if importlib.util.find_spec("trl") is None:
+        return  # rows packed by TRL need TRL (benchmark and test reference only, not installed in CI)
     packed = list(trl_packed())[:BATCH]
     columns = {key: [row[key] for row in packed] for key in packed[0]}
     assert_same(collator(pa.table(columns)), collator(packed))
