@@ -331,8 +331,11 @@ def worker_env(threads: int) -> dict[str, str]:
         FASTOKENS_BPE_THREADS=n,
         OMP_NUM_THREADS=n,
         TOKENIZERS_PARALLELISM="true",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT / "python"), env.get("PYTHONPATH")])),
     )
+    # The work tree's package where it holds a built extension (a develop build, seen from the peers' venv);
+    # otherwise the installed one (CI installs the wheel and the tree has no extension).
+    if any((REPO_ROOT / "python" / "ferrotune").glob("_core*.so")):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "python"), env.get("PYTHONPATH")]))
     return env
 
 
